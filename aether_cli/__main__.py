@@ -1,0 +1,3 @@
+from aether_cli.cli import main
+
+main()

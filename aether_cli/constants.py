@@ -1,0 +1,50 @@
+"""Names, defaults and exit codes shared by every module (one place, so they cannot drift)."""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = 1
+
+# .memory layout (the contract in shared/memory-layout.md)
+MEMORY_DIRNAME = ".memory"
+CONTINUITY_FILE = "session_continuity.json"
+PROJECT_MEMORY_FILE = "project_memory.json"
+CONTEXT_INDEX_FILE = "context_index.json"
+CONFIG_FILE = "config.toml"
+README_FILE = "README.md"
+TASKS_DIR = "task_states"
+CHECKPOINTS_DIR = "checkpoints"
+TEMPLATES_DIR = "templates"
+RUNS_DIR = "runs"
+LOCK_FILE = "aether.lock"
+LOCK_INFO_FILE = "lock.json"
+HEARTBEAT_FILE = "heartbeat.json"
+CHECKPOINT_REQUEST_FILE = "checkpoint.request"
+START_PROMPT_FILE = "start.prompt"
+
+# Budget defaults (fractions of the context window)
+DEFAULT_WINDOW = 128_000
+DEFAULT_SOFT_AT = 0.60
+DEFAULT_CHECKPOINT_AT = 0.80
+DEFAULT_EMERGENCY_AT = 0.95
+DEFAULT_CHECKPOINT_TIMEOUT = 10.0
+DEFAULT_MAX_RESTARTS = 5
+DEFAULT_PROMPT_BUDGET_CAP = 2000
+DEFAULT_PROMPT_BUDGET_SHARE = 0.10
+
+# Reader bounds: what we keep of one line; the rest is counted, not kept.
+MAX_LINE_BYTES = 1 << 20
+READ_CHUNK = 1 << 16
+
+# Task ids become file names only if they match this (see memory-layout.md).
+TASK_ID_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
+
+# Exit codes (listed in the README)
+EXIT_OK = 0
+EXIT_USER = 1
+EXIT_USAGE = 2
+EXIT_BUG = 3
+EXIT_CRASH_LOOP = 4
+EXIT_CORRUPT = 5
+EXIT_LOCKED = 75
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143

@@ -1,0 +1,299 @@
+"""Turn one episode into a checkpoint draft: the agent's own state if it is usable, else rules.
+
+The agent knows best what it was doing, so its `checkpoint` answer wins when it
+passes validation (fail closed: anything malformed, empty or oversized is
+refused with a one-line reason). Otherwise the draft is built by rules from the
+`EpisodeLog`. Either way the facts a free-text summary tends to lose are merged
+in from the log and the parent checkpoint: the user's constraints, decisions,
+exact file paths, verbatim errors and the tool calls that never got a result.
+
+This module owns the distiller's fields of a checkpoint (see
+shared/memory-layout.md); the caller adds identity, timing and workspace
+fields and writes it. It is pure: no files, no processes, no clock, so the same
+inputs always give the same dict, and odd agent data is skipped, never raised on.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aether_cli.episode import MAX_ERROR_CHARS, EpisodeLog, cap, short_input
+from aether_cli.protocol import dumps_compact
+
+Counter = Callable[[str], int]
+
+MAX_PROGRESS = 20
+MAX_CONSTRAINTS = 30
+MAX_DECISIONS = 20
+MAX_FILES = 50
+MAX_ERRORS = 10
+MAX_INTERRUPTED_INPUT = 300
+SUMMARY_CHARS = 200
+
+# Keys of `state` that aether owns and merges, whatever the agent put there.
+MERGED_STATE_KEYS = (
+    "constraints", "decisions", "files_read", "files_modified",
+    "recent_tool_calls", "interrupted_calls", "last_message",
+)
+
+_UNFINISHED_ORDER = ("in_progress", "pending", "blocked")
+
+
+# ----------------------------------------------------------- small helpers
+
+
+def _strs(value: Any) -> list[str]:
+    """The string items of a list (other types skipped); [] for a non-list."""
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if isinstance(v, str)]
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _dedupe_first(items: Iterable[str]) -> list[str]:
+    """Unique items in order of first appearance."""
+    return list(dict.fromkeys(items))
+
+
+def _dedupe_last(items: Iterable[str]) -> list[str]:
+    """Unique items, each at the position of its last appearance (recency order)."""
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.pop(item, None)
+        seen[item] = None
+    return list(seen)
+
+
+def _json_tokens(obj: Any, count: Counter) -> int:
+    return count(dumps_compact(obj))
+
+
+# --------------------------------------------------------------- validation
+
+
+def validate_agent_state(state: Any, *, max_tokens: int, count: Counter) -> str | None:
+    """None if the agent's checkpoint state is usable, else the reason in one line.
+
+    Fails closed: not an object; objective missing, not a string or empty;
+    progress or next_actions not lists of strings; neither any progress nor
+    any next action; `state` not an object; `errors` not a list; or more than
+    `max_tokens` tokens of compact JSON ("oversized: N tokens > M").
+    """
+    if not isinstance(state, dict):
+        return "checkpoint state is not an object"
+    if "objective" not in state:
+        return "objective missing"
+    if not isinstance(state["objective"], str):
+        return "objective is not a string"
+    if not state["objective"].strip():
+        return "objective is empty"
+    for key in ("progress", "next_actions"):
+        value = state.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"{key} is not a list of strings"
+    progress = [p for p in state.get("progress", []) if p.strip()]
+    actions = [a for a in state.get("next_actions", []) if a.strip()]
+    if not progress and not actions:
+        return "no progress and no next_actions"
+    if "state" in state and not isinstance(state["state"], dict):
+        return "state is not an object"
+    if "errors" in state and not isinstance(state["errors"], list):
+        return "errors is not a list"
+    tokens = _json_tokens(state, count)
+    if tokens > max_tokens:
+        return f"oversized: {tokens} tokens > {max_tokens}"
+    return None
+
+
+# ----------------------------------------------------------------- distil
+
+
+def _task_rows(log: EpisodeLog) -> list[dict[str, str]]:
+    rows = []
+    for tid, task in log.tasks.items():
+        rows.append({
+            "id": tid,
+            "status": _str(task.get("status")) or "pending",
+            "next_action": _str(task.get("next_action")),
+        })
+    return rows
+
+
+def _rules_next_actions(log: EpisodeLog, parent: dict[str, Any], objective: str) -> list[str]:
+    tasks = list(log.tasks.values())
+    rank = {status: i for i, status in enumerate(_UNFINISHED_ORDER)}
+    unfinished = [t for t in tasks if t.get("status") != "done"]
+    # Stable sort: within a status the tasks keep their own order.
+    unfinished.sort(key=lambda t: rank.get(_str(t.get("status")), len(rank)))
+    actions = _dedupe_first(
+        a for a in (_str(t.get("next_action")) for t in unfinished) if a.strip()
+    )
+    if not actions:
+        actions = _dedupe_first(a for a in _strs(parent.get("next_actions")) if a.strip())
+    if not actions:
+        actions = [f"Continue with the objective: {objective}"]
+    return actions
+
+
+def _rules_progress(log: EpisodeLog, parent: dict[str, Any]) -> list[str]:
+    progress = list(_strs(parent.get("progress")))
+    for tid in log.tasks_done:
+        title = _str(log.tasks[tid].get("title")).strip() or tid
+        progress.append(f"{title}: done")
+    if log.done is not None:
+        summary = log.done.summary.strip()
+        tail = f": {cap(summary, SUMMARY_CHARS)}" if summary else ""
+        progress.append(f"Objective reported done{tail}")
+    elif log.last_assistant.strip():
+        lines = (line.strip() for line in log.last_assistant.splitlines())
+        first = next((line for line in lines if line), log.last_assistant.strip())
+        progress.append(f"Last message: {cap(first, SUMMARY_CHARS)}")
+    return _dedupe_last(progress)[-MAX_PROGRESS:]
+
+
+def _merge_state(
+    base: dict[str, Any], *, log: EpisodeLog, parent_state: dict[str, Any],
+    constraints: list[str],
+) -> dict[str, Any]:
+    """`base` plus the facts aether keeps across episodes, deduped and capped."""
+    state = dict(base)
+
+    def old(key: str) -> list[str]:
+        return _strs(parent_state.get(key)) + _strs(base.get(key))
+
+    # The caller's constraints come from the run's settings and are always
+    # kept; the others (earlier episodes, the user's messages) keep the newest.
+    given = _dedupe_first(c for c in constraints if c.strip())
+    others = [c for c in _dedupe_last(old("constraints") + log.user_messages) if c not in given]
+    room = max(0, MAX_CONSTRAINTS - len(given))
+    state["constraints"] = given + (others[-room:] if room else [])
+    state["decisions"] = _dedupe_last(old("decisions") + log.decisions)[-MAX_DECISIONS:]
+    state["files_read"] = _dedupe_last(old("files_read") + log.files_read)[-MAX_FILES:]
+    state["files_modified"] = _dedupe_last(old("files_modified") + log.files_modified)[-MAX_FILES:]
+    state["recent_tool_calls"] = log.recent_calls
+    state["interrupted_calls"] = [
+        f"{call.name} {short_input(call.input, MAX_INTERRUPTED_INPUT)}"
+        for call in log.open_calls.values()
+    ]
+    state["last_message"] = log.last_assistant or _str(base.get("last_message"))
+    return state
+
+
+# Optional material dropped, in this order, when a draft exceeds max_tokens.
+def _trim_steps(draft: dict[str, Any]) -> list[tuple[str, Callable[[], None]]]:
+    state = draft["state"]
+
+    def keep_last(container: dict[str, Any], key: str, n: int) -> Callable[[], None]:
+        def run() -> None:
+            container[key] = container[key][-n:] if n else []
+        return run
+
+    def shorten_last_message() -> None:
+        state["last_message"] = cap(state["last_message"], SUMMARY_CHARS)
+
+    return [
+        ("recent_tool_calls", keep_last(state, "recent_tool_calls", 0)),
+        ("last_message", shorten_last_message),
+        ("files_read", keep_last(state, "files_read", 0)),
+        ("errors beyond the last 3", keep_last(draft, "errors", 3)),
+        ("decisions beyond the last 5", keep_last(state, "decisions", 5)),
+        ("files_modified beyond the last 10", keep_last(state, "files_modified", 10)),
+        ("progress beyond the last 5", keep_last(draft, "progress", 5)),
+    ]
+
+
+def distill(
+    *, trigger: str, objective: str, log: EpisodeLog, parent: dict | None, count: Counter,
+    max_tokens: int, constraints: list[str] | None = None, prefer_agent: bool = True,
+    note: str = "",
+) -> dict[str, Any]:
+    """A checkpoint draft with the fields the distiller owns (see the module docstring).
+
+    Uses the agent's own checkpoint when `prefer_agent` and it validates
+    (distiller "agent"), else rules over the episode log (distiller "rules",
+    with the reason in `distiller_note`). The run's `objective` stays
+    authoritative when non-empty. A draft over `max_tokens` loses optional
+    state first (recent calls, last message, files read, older errors …),
+    listed in `state["trimmed"]`; next actions and tasks are never trimmed.
+    Deterministic; never raises on odd data.
+    """
+    parent_d = _dict(parent)
+    parent_state = _dict(parent_d.get("state"))
+    objective = objective if objective.strip() else ""
+    agent = log.agent_checkpoint
+    reason: str | None
+    if agent is None:
+        reason = "agent sent no checkpoint"
+    elif not prefer_agent:
+        reason = "agent checkpoint not used: rules preferred"
+    else:
+        reason = validate_agent_state(agent, max_tokens=max_tokens, count=count)
+
+    if reason is None and isinstance(agent, dict):
+        agent = copy.deepcopy(agent)
+        agent_objective = _str(agent.get("objective"))
+        base_state = _dict(agent.get("state"))
+        if objective and agent_objective != objective:
+            base_state["agent_objective"] = agent_objective
+        draft_objective = objective or agent_objective
+        progress = _strs(agent.get("progress"))
+        next_actions = _strs(agent.get("next_actions"))
+        agent_errors = _strs(agent.get("errors"))
+        resume = _str(agent.get("resume_instructions"))
+        distiller = "agent"
+        note_parts = [note]
+    else:
+        draft_objective = objective or log.objective or _str(parent_d.get("objective"))
+        base_state = {}
+        if log.done is not None:
+            base_state["done"] = log.done.summary
+        progress = _rules_progress(log, parent_d)
+        next_actions = _rules_next_actions(log, parent_d, draft_objective)
+        agent_errors = []
+        resume = ""
+        distiller = "rules"
+        note_parts = [reason or "", note]
+
+    errors = _dedupe_last(cap(e, MAX_ERROR_CHARS) for e in agent_errors + log.errors)
+    draft: dict[str, Any] = {
+        "trigger": trigger,
+        "objective": draft_objective,
+        "progress": progress,
+        "state": _merge_state(
+            base_state, log=log, parent_state=parent_state, constraints=constraints or [],
+        ),
+        "next_actions": next_actions,
+        "errors": errors[-MAX_ERRORS:],
+        "tasks": _task_rows(log),
+        "resume_instructions": resume,
+        "distiller": distiller,
+        "distiller_note": "; ".join(p for p in note_parts if p),
+        "metrics": {
+            "episode_tokens": None, "checkpoint_tokens": 0,
+            "tool_calls": log.tool_calls, "events": log.events,
+        },
+    }
+    tokens = _json_tokens(draft, count)
+    if tokens > max_tokens:
+        trimmed: list[str] = []
+        for label, step in _trim_steps(draft):
+            step()
+            trimmed.append(label)
+            draft["state"]["trimmed"] = trimmed
+            tokens = _json_tokens(draft, count)
+            if tokens <= max_tokens:
+                break
+    # Count once more with the figure in place, so it describes the draft as written.
+    draft["metrics"]["checkpoint_tokens"] = tokens
+    draft["metrics"]["checkpoint_tokens"] = _json_tokens(draft, count)
+    return draft
+

@@ -1,0 +1,248 @@
+"""Run settings: one frozen object built once and passed down.
+
+Precedence, highest first: CLI flags, `AETHER_*` environment variables,
+`.memory/config.toml`, defaults. The CLI hands over only the flags the user
+actually gave (None for the rest), so a stored config is not silently
+overridden by a flag's default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from aether_cli import constants as C
+from aether_cli.errors import UsageError
+
+# Context windows of common models, used when --context-window is not given.
+# Prefix match on the lower-cased name, longest prefix wins.
+MODEL_WINDOWS: dict[str, int] = {
+    "claude-opus-4": 200_000,
+    "claude-sonnet-4": 200_000,
+    "claude-haiku-4": 200_000,
+    "claude-3-7-sonnet": 200_000,
+    "claude-3-5-sonnet": 200_000,
+    "claude-3-5-haiku": 200_000,
+    "claude-3-opus": 200_000,
+    "claude": 200_000,
+    "gpt-5": 400_000,
+    "gpt-4.1": 1_047_576,
+    "gpt-4o": 128_000,
+    "gpt-4-turbo": 128_000,
+    "gpt-4": 8_192,
+    "gpt-3.5-turbo": 16_385,
+    "o1": 200_000,
+    "o3": 200_000,
+    "o4-mini": 200_000,
+    "codex": 400_000,
+    "gemini-2.5": 1_048_576,
+    "gemini-2.0": 1_048_576,
+    "gemini-1.5-pro": 2_097_152,
+    "gemini-1.5-flash": 1_048_576,
+    "llama-3": 128_000,
+    "mistral-large": 128_000,
+    "deepseek": 128_000,
+    "qwen": 128_000,
+}
+
+
+def window_for_model(model: str | None) -> int | None:
+    """The context window of a known model name, or None."""
+    if not model:
+        return None
+    name = model.lower()
+    best: tuple[int, int] | None = None
+    for prefix, window in MODEL_WINDOWS.items():
+        if name.startswith(prefix) and (best is None or len(prefix) > best[0]):
+            best = (len(prefix), window)
+    return best[1] if best else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one run needs to know; built by `build_settings`."""
+
+    command: tuple[str, ...] = ()
+    objective: str = ""
+    context_window: int | None = None
+    model: str | None = None
+    soft_at: float = C.DEFAULT_SOFT_AT
+    checkpoint_at: float = C.DEFAULT_CHECKPOINT_AT
+    emergency_at: float = C.DEFAULT_EMERGENCY_AT
+    max_steps: int | None = None
+    checkpoint_timeout: float = C.DEFAULT_CHECKPOINT_TIMEOUT
+    checkpoint_on_task_done: bool = False
+    checkpoint_on_error: bool = False
+    checkpoint_on_agent: bool = False
+    max_restarts: int = C.DEFAULT_MAX_RESTARTS
+    max_episodes: int | None = None
+    max_duration: float | None = None
+    prompt_budget: int | None = None
+    stop_grace: float = 3.0
+    term_grace: float = 3.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    quiet: bool = False
+    constraints: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def window(self) -> int:
+        """The effective context window: flag, else model table, else the default."""
+        if self.context_window:
+            return self.context_window
+        return window_for_model(self.model) or C.DEFAULT_WINDOW
+
+    def validate(self) -> Settings:
+        """Raise UsageError for settings that cannot work; return self."""
+        if self.context_window is not None and self.context_window < 256:
+            raise UsageError(
+                f"--context-window must be at least 256 tokens, got {self.context_window}"
+            )
+        for name in ("soft_at", "checkpoint_at", "emergency_at"):
+            v = getattr(self, name)
+            if not 0.0 < v <= 1.0:
+                raise UsageError(
+                    f"--{name.replace('_', '-')} must be a fraction in (0, 1], got {v}"
+                )
+        if not self.soft_at <= self.checkpoint_at <= self.emergency_at:
+            raise UsageError("thresholds must satisfy soft-at <= checkpoint-at <= emergency-at")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UsageError("--max-steps must be at least 1")
+        if self.checkpoint_timeout < 0:
+            raise UsageError("--checkpoint-timeout must not be negative")
+        if self.max_restarts < 0:
+            raise UsageError("--max-restarts must not be negative")
+        if self.max_episodes is not None and self.max_episodes < 1:
+            raise UsageError("--max-episodes must be at least 1")
+        if self.max_duration is not None and self.max_duration <= 0:
+            raise UsageError("--max-duration must be positive")
+        return self
+
+    def to_config(self) -> dict[str, Any]:
+        """The settings as a plain dict (for config.toml and the continuity file)."""
+        d = asdict(self)
+        d["command"] = list(self.command)
+        d["constraints"] = list(self.constraints)
+        return {k: v for k, v in d.items() if v is not None}
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = str(_FIELD_TYPES[name])
+    try:
+        if name in ("command", "constraints"):
+            if isinstance(value, str):
+                raise TypeError
+            return tuple(str(v) for v in value)
+        if "bool" in kind:
+            if isinstance(value, bool):
+                return value
+            s = str(value).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError
+        if "int" in kind:
+            if isinstance(value, bool):
+                raise TypeError
+            return int(value)
+        if "float" in kind:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{source}: bad value for {name}: {value!r}") from None
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The [run] table of config.toml (or its top level), with unknown keys ignored."""
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    table = data.get("run", data)
+    if not isinstance(table, dict):
+        return {}
+    return {k: _coerce(k, v, str(path)) for k, v in table.items() if k in _FIELD_TYPES}
+
+
+def read_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Settings given as AETHER_<NAME> environment variables (e.g. AETHER_CONTEXT_WINDOW)."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for name in _FIELD_TYPES:
+        if name in ("command", "constraints"):
+            continue
+        raw = env.get("AETHER_" + name.upper())
+        if raw is not None and raw != "":
+            out[name] = _coerce(name, raw, "AETHER_" + name.upper())
+    return out
+
+
+def build_settings(
+    flags: dict[str, Any],
+    *,
+    config_path: Path | None = None,
+    environ: dict[str, str] | None = None,
+    stored: dict[str, Any] | None = None,
+) -> Settings:
+    """Merge flags > environment > stored (a previous run's settings) > config.toml > defaults."""
+    merged: dict[str, Any] = {}
+    if config_path is not None:
+        merged.update(read_config(config_path))
+    if stored:
+        merged.update(
+            {k: _coerce(k, v, "stored settings") for k, v in stored.items() if k in _FIELD_TYPES}
+        )
+    merged.update(read_env(environ))
+    merged.update({k: v for k, v in flags.items() if v is not None and k in _FIELD_TYPES})
+    for k in ("command", "constraints"):
+        if k in merged:
+            merged[k] = tuple(merged[k])
+    return Settings(**merged).validate()
+
+
+def config_toml(settings: Settings) -> str:
+    """A readable config.toml for the given settings (what `aether init`/`run` writes)."""
+    lines = [
+        "# aether settings for this project. CLI flags and AETHER_* variables override these.",
+        "# Fractions are of the context window. Remove a line to use the default.",
+        "[run]",
+    ]
+    for key, value in settings.to_config().items():
+        if key in ("quiet",):
+            continue
+        if isinstance(value, list):
+            items = ", ".join(_toml_str(str(v)) for v in value)
+            lines.append(f"{key} = [{items}]")
+        elif isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, (int, float)):
+            lines.append(f"{key} = {value}")
+        else:
+            lines.append(f"{key} = {_toml_str(str(value))}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_str(s: str) -> str:
+    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    out = "".join(ch if ch >= " " or ch in "\\" else f"\\u{ord(ch):04x}" for ch in out)
+    return f'"{out}"'
+
+
+def memory_dir_default(cwd: Path | None = None) -> Path:
+    """`.memory` in the working directory.
+
+    AETHER_MEMORY_DIR is deliberately not read: aether sets it for its child,
+    and an agent that runs aether itself must not write into its parent's memory.
+    """
+    return (cwd or Path.cwd()) / C.MEMORY_DIRNAME
