@@ -1,0 +1,360 @@
+"""The `aether` command line: parses arguments, calls the core, prints, maps errors
+to exit codes. Each command stays a few lines; the work lives in `commands`,
+`supervisor` and `store`. Heavy imports (Rich, the supervisor, tiktoken) are
+done inside the commands that need them, so `aether status` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from aether_cli import __version__
+from aether_cli import constants as C
+from aether_cli.errors import AetherError
+
+app = typer.Typer(
+    name="aether",
+    help=(
+        "Run any LLM agent indefinitely with bounded context.\n\n"
+        "aether supervises an agent process, counts the tokens that pass, checkpoints its state "
+        "into .memory/ when the context fills up, and relaunches it with a short rehydrated prompt."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+MemoryDir = Annotated[
+    Path | None,
+    typer.Option("--memory-dir", "-m", help="The .memory folder to use [default: ./.memory]."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aether {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run any LLM agent indefinitely with bounded context."""
+
+
+def _print_json(data: Any) -> None:
+    import orjson
+
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+def _console() -> Any:
+    from aether_cli.render import make_console
+
+    return make_console()
+
+
+# ------------------------------------------------------------------ run / resume
+
+RUN_OPTIONS_HELP = "Budget and trigger options"
+
+
+def _flags(**kw: Any) -> dict[str, Any]:
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    command: Annotated[
+        list[str] | None, typer.Argument(help="The agent command, after `--`.")
+    ] = None,
+    objective: Annotated[
+        str | None, typer.Option("--objective", "-o", help="What the agent must achieve.")
+    ] = None,
+    context_window: Annotated[
+        int | None,
+        typer.Option(
+            help="The model's context window in tokens [default: from --model, else 128000]."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name, to look up its context window.")
+    ] = None,
+    soft_at: Annotated[
+        float | None, typer.Option(help="Fraction at which the agent gets a budget advisory [0.6].")
+    ] = None,
+    checkpoint_at: Annotated[
+        float | None,
+        typer.Option(help="Fraction at which aether checkpoints and relaunches [0.8]."),
+    ] = None,
+    emergency_at: Annotated[
+        float | None,
+        typer.Option(help="Fraction at which aether checkpoints at once, without asking [0.95]."),
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Checkpoint after this many tool calls in one episode.")
+    ] = None,
+    checkpoint_timeout: Annotated[
+        float | None, typer.Option(help="Seconds to wait for the agent's checkpoint answer [10].")
+    ] = None,
+    checkpoint_on_task_done: Annotated[
+        bool | None,
+        typer.Option("--checkpoint-on-task-done", help="Also checkpoint when a task is done."),
+    ] = None,
+    checkpoint_on_error: Annotated[
+        bool | None,
+        typer.Option(
+            "--checkpoint-on-error",
+            help="Also checkpoint after a failed tool call or an error log.",
+        ),
+    ] = None,
+    checkpoint_on_agent: Annotated[
+        bool | None,
+        typer.Option(
+            "--checkpoint-on-agent", help="Relaunch when the agent sends an unasked checkpoint."
+        ),
+    ] = None,
+    max_restarts: Annotated[
+        int | None, typer.Option(help="Crash restarts in a row before giving up [5].")
+    ] = None,
+    max_episodes: Annotated[
+        int | None, typer.Option(help="Stop (resumably) after this many episodes.")
+    ] = None,
+    max_duration: Annotated[
+        float | None, typer.Option(help="Stop (resumably) after this many seconds.")
+    ] = None,
+    prompt_budget: Annotated[
+        int | None,
+        typer.Option(help="Token budget of the relaunch prompt [min(2000, 10% of window)]."),
+    ] = None,
+    constraint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--constraint",
+            "-c",
+            help="A rule the agent must keep (repeatable); kept in every checkpoint.",
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Hide the agent's output; show only aether's notices."),
+    ] = False,
+    memory_dir: MemoryDir = None,
+) -> None:
+    """Supervise an agent: checkpoint to .memory/ and relaunch it, until it is done.
+
+    Example: aether run --objective "Migrate the API to v2" --context-window 200000 -- python my_agent.py
+    """
+    from aether_cli import commands
+
+    store = commands.open_store(memory_dir)
+    if not command:
+        raise AetherError(
+            "no agent command: put it after `--`, e.g. `aether run -- python my_agent.py`"
+        )
+    flags = _flags(
+        command=tuple(command),
+        objective=objective,
+        context_window=context_window,
+        model=model,
+        soft_at=soft_at,
+        checkpoint_at=checkpoint_at,
+        emergency_at=emergency_at,
+        max_steps=max_steps,
+        checkpoint_timeout=checkpoint_timeout,
+        checkpoint_on_task_done=checkpoint_on_task_done,
+        checkpoint_on_error=checkpoint_on_error,
+        checkpoint_on_agent=checkpoint_on_agent,
+        max_restarts=max_restarts,
+        max_episodes=max_episodes,
+        max_duration=max_duration,
+        prompt_budget=prompt_budget,
+        constraints=tuple(constraint) if constraint else None,
+    )
+    settings = commands.run_settings(store, flags)
+    if not settings.objective:
+        settings = commands.with_default_objective(settings)
+    commands.init(store, settings)
+    _supervise(store, settings, None, quiet=quiet)
+
+
+@app.command()
+def resume(
+    checkpoint: Annotated[
+        str | None, typer.Argument(help="Checkpoint id or a unique prefix [default: the latest].")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Hide the agent's output.")] = False,
+    memory_dir: MemoryDir = None,
+) -> None:
+    """Continue the stored session from a checkpoint (crash recovery), with its command and settings."""
+    from aether_cli import commands
+
+    store = commands.open_store(memory_dir)
+    plan, settings, note = commands.resume_plan(store, checkpoint, {})
+    _supervise(store, settings, plan, quiet=quiet, note=note)
+
+
+def _supervise(store: Any, settings: Any, plan: Any, *, quiet: bool, note: str = "") -> None:
+    from aether_cli.render import TerminalReporter
+    from aether_cli.supervisor import Supervisor
+
+    console = _console()
+    reporter = TerminalReporter(console, quiet=quiet)
+    if note:
+        reporter.notice(note, "warn")
+    result = Supervisor(settings, store, reporter=reporter).run(plan)
+    raise typer.Exit(result.exit_code)
+
+
+# ------------------------------------------------------------------ inspection
+
+
+@app.command()
+def status(
+    json: JsonFlag = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh every second until Ctrl-C.")
+    ] = False,
+    memory_dir: MemoryDir = None,
+) -> None:
+    """What is running, how full its context is, which tasks, the last checkpoint."""
+    from aether_cli import commands
+
+    store = commands.open_store(memory_dir)
+    if json:
+        _print_json(commands.status(store))
+        return
+    from rich.console import Group
+
+    from aether_cli.render import status_view
+
+    console = _console()
+    if not watch:
+        console.print(*status_view(commands.status(store)))
+        return
+    import time
+
+    from rich.live import Live
+
+    with Live(
+        Group(*status_view(commands.status(store))), console=console, auto_refresh=False
+    ) as live:
+        try:
+            while True:
+                time.sleep(1.0)
+                live.update(Group(*status_view(commands.status(store))), refresh=True)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command("checkpoints")
+def list_checkpoints(json: JsonFlag = False, memory_dir: MemoryDir = None) -> None:
+    """List the checkpoints, oldest first."""
+    from aether_cli import commands
+
+    rows = commands.checkpoints(commands.open_store(memory_dir))
+    if json:
+        _print_json(rows)
+        return
+    from aether_cli.render import checkpoints_view
+
+    console = _console()
+    console.print(checkpoints_view(rows) if rows else "no checkpoints yet")
+
+
+@app.command()
+def show(
+    checkpoint: Annotated[str, typer.Argument(help="Checkpoint id or a unique prefix.")],
+    json: JsonFlag = False,
+    memory_dir: MemoryDir = None,
+) -> None:
+    """Show one checkpoint."""
+    from aether_cli import commands
+
+    ck = commands.open_store(memory_dir).read_checkpoint(checkpoint)
+    if json:
+        _print_json(ck)
+        return
+    from aether_cli.render import checkpoint_view
+
+    _console().print(*checkpoint_view(ck))
+
+
+@app.command()
+def drop(
+    checkpoint: Annotated[str, typer.Argument(help="Checkpoint id or a unique prefix.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow dropping the latest checkpoint.")
+    ] = False,
+    memory_dir: MemoryDir = None,
+) -> None:
+    """Delete a checkpoint (never the latest unless --force)."""
+    from aether_cli import commands
+
+    dropped = commands.open_store(memory_dir).drop_checkpoint(checkpoint, force=force)
+    typer.echo(f"dropped {dropped}")
+
+
+@app.command("checkpoint")
+def checkpoint_now(memory_dir: MemoryDir = None) -> None:
+    """Ask the live run (in another terminal) to checkpoint now."""
+    from aether_cli import commands
+
+    holder = commands.request_checkpoint(commands.open_store(memory_dir))
+    typer.echo(f"checkpoint requested from the run with pid {holder.get('pid')}")
+
+
+@app.command()
+def init(memory_dir: MemoryDir = None) -> None:
+    """Create .memory/ with its README.md, config.toml and .gitignore."""
+    from aether_cli import commands
+
+    store = commands.open_store(memory_dir)
+    created = commands.init(store)
+    if created:
+        typer.echo(f"created {store.root}: " + ", ".join(created))
+    else:
+        typer.echo(f"{store.root} already set up")
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def _bug_report(exc: BaseException) -> str:
+    fd, path = tempfile.mkstemp(prefix="aether-bug-", suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"aether {__version__} on Python {sys.version.split()[0]} ({sys.platform})\n")
+        f.write(f"argv: {sys.argv!r}\n\n")
+        f.write("".join(traceback.format_exception(exc)))
+    return path
+
+
+def main() -> None:
+    """Console-script entry point: one-line errors and exit codes, never a traceback."""
+    try:
+        app()
+    except AetherError as exc:
+        sys.stderr.write(f"aether: error: {exc}\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("aether: interrupted\n")
+        sys.exit(C.EXIT_SIGINT)
+    except Exception as exc:
+        path = _bug_report(exc)
+        sys.stderr.write(f"aether: internal error: {type(exc).__name__}: {exc} (details: {path})\n")
+        sys.exit(C.EXIT_BUG)

@@ -1,0 +1,207 @@
+"""What each CLI command does, as plain functions over a MemoryStore.
+
+The Typer layer parses arguments and prints; these functions do the work and
+return data (or raise an AetherError), so they are tested without a CLI.
+`status` in particular must stay cheap: it never loads the tokenizer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aether_cli import constants as C
+from aether_cli.errors import AetherError, NotFoundError
+from aether_cli.settings import Settings, build_settings, config_toml
+from aether_cli.store import MemoryStore
+
+
+def open_store(memory_dir: Path | None) -> MemoryStore:
+    """The store for --memory-dir, or ./.memory."""
+    return MemoryStore((memory_dir or Path.cwd() / C.MEMORY_DIRNAME).absolute())
+
+
+def init(store: MemoryStore, settings: Settings | None = None) -> list[str]:
+    """Create the .memory layout (README, config.toml, folders); returns what was created."""
+    text = config_toml(settings) if settings is not None else None
+    return store.init(text)
+
+
+def run_settings(store: MemoryStore, flags: dict[str, Any]) -> Settings:
+    """Settings for a fresh `aether run`: flags > env > config.toml > defaults."""
+    return build_settings(flags, config_path=store.root / C.CONFIG_FILE)
+
+
+def with_default_objective(settings: Settings) -> Settings:
+    """Settings whose objective names the agent command when the user gave none."""
+    from dataclasses import replace
+
+    return replace(settings, objective="Carry on the work of: " + " ".join(settings.command))
+
+
+def resume_plan(
+    store: MemoryStore, ref: str | None, flags: dict[str, Any]
+) -> tuple[Any, Settings, str]:
+    """Where `aether resume` continues: (ResumePlan, settings, a note about recovery).
+
+    Reuses the stored command and settings; flags given now override them.
+    """
+    from aether_cli.supervisor import ResumePlan
+
+    if not store.exists():
+        raise NotFoundError(
+            f"no session to resume: {store.root} does not exist (start one with `aether run`)"
+        )
+    cont = store.read_continuity()
+    if cont is None:
+        raise NotFoundError(f"no session to resume in {store.root} (start one with `aether run`)")
+    holder = store.holder()
+    if holder is not None:
+        raise AetherError(
+            f"session {cont.get('session_id')} is running now (pid {holder.get('pid')}); "
+            "use `aether status` to watch it"
+        )
+    note = ""
+    if cont.get("status") == "running":
+        note = "recovered a session whose supervisor died (status was still 'running')"
+    if ref:
+        ckpt_id = store.resolve_checkpoint(ref)
+    else:
+        ckpt_id = cont.get("last_checkpoint") or store.latest_checkpoint_id()
+    stored = dict(cont.get("settings") or {})
+    stored["command"] = cont.get("command") or stored.get("command") or []
+    settings = build_settings(flags, config_path=store.root / C.CONFIG_FILE, stored=stored)
+    if not settings.command:
+        raise AetherError(
+            "the stored session has no agent command; start a new run with `aether run -- CMD`"
+        )
+    plan = ResumePlan(
+        session_id=str(cont.get("session_id") or ""),
+        episode=int(cont.get("episode") or 0) + 1,
+        checkpoint_id=ckpt_id,
+        recover=cont.get("status") == "running",
+        latest=ref is None,
+    )
+    return plan, settings, note
+
+
+def status(store: MemoryStore) -> dict[str, Any]:
+    """Everything `aether status` shows, as a JSON-able dict (cheap: no tokenizer)."""
+    if not store.exists():
+        return {
+            "state": "none",
+            "state_note": f"no {C.MEMORY_DIRNAME} here; start with `aether run`",
+            "memory_dir": str(store.root),
+        }
+    cont = store.read_continuity() or {}
+    holder = store.holder()
+    beat = store.read_heartbeat() if holder else None
+    state = cont.get("status", "none")
+    note = ""
+    if holder is None and state == "running":
+        state, note = "stale", "supervisor is gone; `aether resume` recovers"
+    elif holder is not None:
+        state = "running"
+    ids = store.checkpoint_ids()
+    last_id = cont.get("last_checkpoint") or (ids[-1] if ids else None)
+    last: dict[str, Any] | None = None
+    if last_id:
+        try:
+            ck = store.read_checkpoint(last_id)
+            m = ck.get("metrics") or {}
+            et, ct = m.get("episode_tokens"), m.get("checkpoint_tokens")
+            last = {
+                "id": ck["id"],
+                "trigger": ck.get("trigger"),
+                "distiller": ck.get("distiller"),
+                "created_at": ck.get("created_at"),
+                "episode": ck.get("episode"),
+                "episode_tokens": et,
+                "checkpoint_tokens": ct,
+                "compression": round(et / ct, 2) if et and ct else None,
+            }
+        except AetherError as exc:
+            last = {"id": last_id, "error": str(exc)}
+    window = (beat or {}).get("window") or cont.get("window") or 0
+    if beat:
+        used = beat.get("used", 0)
+        ctx = {
+            "used": used,
+            "window": window,
+            "fraction": round(used / window, 4) if window else 0.0,
+            "source": "reported" if beat.get("reported") else "counted",
+            "live": True,
+        }
+    elif cont:
+        frac = float(cont.get("context_usage_percent") or 0) / 100
+        ctx = {
+            "used": int(frac * window),
+            "window": window,
+            "fraction": round(frac, 4),
+            "source": "last known",
+            "live": False,
+        }
+    else:
+        ctx = {}
+    tokenizer = (beat or {}).get("tokenizer") or cont.get("tokenizer") or "-"
+    tok_note = (beat or {}).get("tokenizer_note") or cont.get("tokenizer_note") or ""
+    if tokenizer == "estimate" and not tok_note:
+        tok_note = "token counts are estimates: the cl100k_base encoding could not be loaded"
+    tasks = [
+        {
+            "id": t["id"],
+            "status": t.get("status"),
+            "progress": t.get("progress"),
+            "next_action": t.get("next_action"),
+            "title": t.get("title"),
+        }
+        for t in store.list_tasks()
+    ]
+    return {
+        "memory_dir": str(store.root),
+        "session_id": cont.get("session_id"),
+        "state": state,
+        "state_note": note,
+        "objective": cont.get("objective", ""),
+        "episode": (beat or {}).get("episode") or cont.get("episode"),
+        "pid": holder.get("pid") if holder else None,
+        "context": ctx,
+        "tokenizer": tokenizer,
+        "tokenizer_note": tok_note,
+        "restarts": (beat or {}).get("restarts", cont.get("restarts", 0)),
+        "last_checkpoint": last,
+        "checkpoints": len(ids),
+        "tasks": tasks,
+        "command": cont.get("command", []),
+    }
+
+
+def checkpoints(store: MemoryStore) -> list[dict[str, Any]]:
+    """One summary row per checkpoint, oldest first."""
+    rows = []
+    for cid in store.checkpoint_ids():
+        ck = store.read_checkpoint(cid)
+        m = ck.get("metrics") or {}
+        rows.append(
+            {
+                "id": cid,
+                "parent": ck.get("parent"),
+                "session_id": ck.get("session_id"),
+                "episode": ck.get("episode"),
+                "trigger": ck.get("trigger"),
+                "distiller": ck.get("distiller"),
+                "created_at": ck.get("created_at"),
+                "episode_tokens": m.get("episode_tokens"),
+                "checkpoint_tokens": m.get("checkpoint_tokens"),
+            }
+        )
+    return rows
+
+
+def request_checkpoint(store: MemoryStore) -> dict[str, Any]:
+    """Ask the live run to checkpoint now; returns the holder's lock info."""
+    holder = store.holder() if store.exists() else None
+    if holder is None:
+        raise AetherError(f"no live `aether run` on {store.root}; nothing to checkpoint")
+    store.request_checkpoint()
+    return holder

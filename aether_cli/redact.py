@@ -1,0 +1,395 @@
+"""Secret redaction: API keys, tokens, private keys and passwords never reach `.memory/`.
+
+An agent prints whatever its tools print, and `.memory/` is committed to git,
+so the store passes every string it writes (task files, checkpoints,
+continuity, project memory, the run ledger) through `redact_obj` here. Each
+secret becomes `[REDACTED:<kind>]`; everything else is left byte-for-byte alone,
+because over-eager redaction would corrupt the code, paths and hashes that the
+memory exists to carry.
+
+Two kinds of rule:
+- shape rules for secrets with a recognisable prefix (AWS key ids, GitHub,
+  Slack, Stripe, `sk-` keys, JWTs, PEM private keys, passwords in URLs);
+- keyword rules (`API_KEY=…`, `"password": "…"`, `Authorization: Bearer …`)
+  that redact a value only if it looks random: 8+ characters, mixed character
+  classes and enough Shannon entropy, so `password=changeme`, `token_count=12`
+  and `api_key = os.environ["API_KEY"]` stay as written.
+
+Every rule has a cheap substring pre-check, so a megabyte of ordinary text
+costs a few `in` scans. Redaction is idempotent: markers never match a rule.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+MARK_PREFIX = "[REDACTED:"
+
+
+def _mark(kind: str) -> str:
+    return f"{MARK_PREFIX}{kind}]"
+
+
+# ------------------------------------------------------------- "looks random"
+
+# Names in code (snake_case, dotted paths, kebab-case slugs with short version
+# suffixes) are assigned to `token`/`secret` variables all the time; a secret
+# almost never has this word-like shape.
+_WORDISH_PART = re.compile(r"(?:[A-Za-z][a-z]*|[A-Z]+)[0-9]{0,3}|[0-9]{1,3}")
+_PLACEHOLDER_PREFIXES = ("$", "%", "<", "{{", "/", "./", "../", "~/", "*", MARK_PREFIX)
+
+
+_C_LOG_C = [0.0, 0.0] + [c * math.log2(c) for c in range(2, 256)]
+
+
+def _entropy(value: str) -> float:
+    # H = log2(n) - sum(c*log2(c))/n; characters seen once add nothing to the sum.
+    n = len(value)
+    total = 0.0
+    for c in Counter(value).values():
+        if c > 1:
+            total += _C_LOG_C[c] if c < 256 else c * math.log2(c)
+    return math.log2(n) - total / n
+
+
+def _identifier_like(value: str) -> bool:
+    parts = re.split(r"[_.\-]", value)
+    if len(parts) < 2:
+        return False
+    return all(p == "" or _WORDISH_PART.fullmatch(p) for p in parts)
+
+
+def looks_random(value: str) -> bool:
+    """True if `value` could be a generated secret rather than a word, name or number.
+
+    8+ characters, no whitespace, not a placeholder (`$VAR`, `<your-key>`,
+    `***`, a path), not identifier-shaped, either letters mixed with digits or
+    three character classes, and an entropy of at least ~3 bits per character
+    (scaled down for short values, whose maximum is log2(length)).
+    """
+    n = len(value)
+    if n < 8 or value.startswith(_PLACEHOLDER_PREFIXES) or _WHITESPACE.search(value):
+        return False
+    has_lower = _LOWER.search(value) is not None
+    has_upper = _UPPER.search(value) is not None
+    has_digit = _DIGIT.search(value) is not None
+    has_other = _OTHER.search(value) is not None
+    if not (has_digit and (has_lower or has_upper)) and has_lower + has_upper + has_digit + has_other < 3:
+        return False
+    if _identifier_like(value):
+        return False
+    return _entropy(value) >= min(3.0, 0.85 * math.log2(n))
+
+
+_WHITESPACE = re.compile(r"\s")
+_LOWER = re.compile(r"[^\W\d_A-Z]")
+_UPPER = re.compile(r"[A-Z]")
+_DIGIT = re.compile(r"[0-9]")
+_OTHER = re.compile(r"[^A-Za-z0-9]")
+
+
+def _has_letter_and_digit(value: str) -> bool:
+    return any(ch.isdigit() for ch in value) and any(ch.isalpha() for ch in value)
+
+
+def _mixed_case(value: str) -> bool:
+    return any(ch.islower() for ch in value) and any(ch.isupper() for ch in value)
+
+
+# ------------------------------------------------------------- shape rules
+
+# Patterns start with a literal (no lookbehind) so `re` can skip ahead with a
+# fast substring search; the "not the tail of a longer token" test a lookbehind
+# would make is done in Python, on the few candidates found.
+
+
+class _Rule:
+    """One compiled pattern: redact the whole match (or one group) when its checks pass."""
+
+    __slots__ = ("boundary", "check", "group", "kind", "needles", "regex")
+
+    def __init__(
+        self,
+        kind: str,
+        pattern: str,
+        needles: tuple[str, ...],
+        *,
+        group: int = 0,
+        check: Callable[[str], bool] | None = None,
+        boundary: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.regex = re.compile(pattern)
+        self.needles = needles
+        self.group = group
+        self.check = check
+        # None: no test. Otherwise a match right after a letter, a digit or one
+        # of these characters is part of a longer token and is left alone.
+        self.boundary = boundary
+
+    def accepts(self, text: str, m: re.Match[str]) -> bool:
+        """Whether match `m` (found in `text` or in its lowercase twin) is a secret."""
+        start = m.start()
+        if self.boundary is not None and start > 0:
+            before = text[start - 1]
+            if before.isalnum() or before in self.boundary:
+                return False
+        value = text[m.start(self.group) : m.end(self.group)]
+        if value.startswith(MARK_PREFIX):
+            return False
+        return self.check is None or self.check(value)
+
+    def edits(self, text: str, hay: str) -> list[tuple[int, int, str]]:
+        """Spans of `text` to redact, found by matching in `hay` (`text` or its lowercase twin)."""
+        if not any(n in hay for n in self.needles):
+            return []
+        return [
+            (m.start(self.group), m.end(self.group), self.kind)
+            for m in self.regex.finditer(hay)
+            if self.accepts(text, m)
+        ]
+
+
+def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
+    """Replace each (start, end, kind) span of `text` by its marker; overlaps keep the first."""
+    if not edits:
+        return text
+    edits.sort(key=lambda e: (e[0], -e[1]))
+    out: list[str] = []
+    pos = 0
+    for start, end, kind in edits:
+        if start < pos:
+            continue
+        out.append(text[pos:start])
+        out.append(_mark(kind))
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+_RULES: tuple[_Rule, ...] = (
+    _Rule("jwt", r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", ("eyJ",)),
+    _Rule(
+        "github_token",
+        r"gh[pousr]_[A-Za-z0-9]{36,}",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+        boundary="",
+    ),
+    _Rule("github_token", r"github_pat_[A-Za-z0-9_]{22,}", ("github_pat_",), boundary=""),
+    _Rule("slack_token", r"xox[abprse]-[A-Za-z0-9-]{10,}", ("xox",), boundary=""),
+    _Rule("slack_webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9_/]{8,}", ("hooks.slack",)),
+    _Rule("stripe_key", r"[rs]k_(?:live|test)_[A-Za-z0-9]{10,}", ("_live_", "_test_"), boundary=""),
+    _Rule(
+        "api_key",
+        r"sk-(?:proj-|ant-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
+        ("sk-",),
+        check=_has_letter_and_digit,
+        boundary="_-",
+    ),
+    _Rule(
+        "aws_access_key",
+        r"A(?:KIA|SIA)[0-9A-Z]{16}(?![A-Za-z0-9])",
+        ("AKIA", "ASIA"),
+        boundary="",
+    ),
+    _Rule("google_api_key", r"AIza[0-9A-Za-z_-]{35}", ("AIza",), boundary=""),
+    _Rule("npm_token", r"npm_[A-Za-z0-9]{36,}", ("npm_",), boundary=""),
+    _Rule("hf_token", r"hf_[A-Za-z0-9]{30,}", ("hf_",), check=_mixed_case, boundary=""),
+)
+
+# ------------------------------------------------------------- private keys
+
+_PEM_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----")
+_PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----")
+# What may follow an unterminated BEGIN line (a truncated tool output still
+# leaks the key): base64 lines and PEM headers, with real or escaped newlines.
+_PEM_BODY = re.compile(
+    r"(?:(?:\s|\\[nr])*(?:[A-Za-z0-9+/=]{8,}|Proc-Type:[^\n]*|DEK-Info:[^\n]*|Comment:[^\n]*))*"
+)
+
+
+def _redact_private_keys(text: str) -> str:
+    if "PRIVATE KEY" not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    ends = True  # once no END follows one BEGIN, none follows a later one either
+    while (begin := _PEM_BEGIN.search(text, pos)) is not None:
+        end = _PEM_END.search(text, begin.end()) if ends else None
+        if end is not None:
+            stop = end.end()
+        else:
+            ends = False
+            body = _PEM_BODY.match(text, begin.end())
+            stop = body.end() if body is not None else begin.end()
+        out.append(text[pos : begin.start()])
+        out.append(_mark("private_key"))
+        pos = stop
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
+
+
+# ------------------------------------------------------------- URL passwords
+
+_URL_CREDS = re.compile(r"://(?P<user>[^\s:/@\[\]\"'<>]{0,256}):(?P<pw>[^\s@/\"'<>]{1,256})@")
+
+
+def _redact_url_password(m: re.Match[str]) -> str:
+    text = m.string
+    start = m.start()
+    # Only a real scheme (`postgres://`), not a stray "://" inside other text.
+    if start == 0 or not text[start - 1].isalnum() or m.group("pw").startswith(MARK_PREFIX):
+        return m.group(0)
+    return f"://{m.group('user')}:{_mark('url_password')}@"
+
+
+def _redact_urls(text: str) -> str:
+    if "://" not in text:
+        return text
+    return _URL_CREDS.sub(_redact_url_password, text)
+
+
+# ------------------------------------------------------------- keyword rules
+
+# These match in an ASCII-lowercased twin of the text (same length, same
+# offsets): a case-insensitive alternation cannot use `re`'s literal-prefix
+# search and is some fifty times slower on a megabyte of text.
+_AUTH_RULES: tuple[_Rule, ...] = (
+    _Rule(
+        "basic_auth",
+        r"authorization[\"']?[ \t]*[:=][ \t]*[\"']?basic[ \t]+([a-z0-9+/]{8,}={0,2})",
+        ("authorization",),
+        group=1,
+    ),
+    _Rule(
+        "bearer_token",
+        r"bearer[ \t]+([a-z0-9._~+/-]{16,}=*)",
+        ("bearer",),
+        group=1,
+        check=looks_random,
+        boundary="_",
+    ),
+)
+
+# `<keyword><quote?> <sep> <value>`, one pattern per keyword ending so each
+# starts with a literal. "key" alone is too common a word: it needs one of
+# the prefixes below (api_key, ACCESS-KEY, secretkey, ...).
+_KEY_PREFIX = re.compile(r"(?:api|access|secret|signing|private)[_-]?$")
+_VALUE = (
+    r"(?:\\?[\"'])?[ \t]*(?:=>|:=|[:=])[ \t]*(?![=>])"
+    r"(?:\\?\"(?P<dq>[^\"\\\n]{8,})\\?\"|\\?'(?P<sq>[^'\\\n]{8,})\\?'"
+    r"|(?P<bare>[^\s\"'`,;&<>()\[\]{}]{8,})(?P<after>[(\[]?))"
+)
+_ASSIGNMENTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (literal, re.compile(pattern + _VALUE))
+    for literal, pattern in (
+        ("key", "key"),
+        ("secret", "secret"),
+        ("passw", "passw(?:or)?d"),
+        ("passphrase", "passphrase"),
+        ("token", "token"),
+        ("credential", "credentials?"),
+    )
+)
+_KEYWORDS = (
+    r"api[_-]?key|access[_-]?key|secret[_-]?key|signing[_-]?key|private[_-]?key"
+    r"|secret|passwd|password|passphrase|token|credentials?"
+)
+_KEY_NAME = re.compile(rf"(?:{_KEYWORDS})$", re.IGNORECASE)
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _keyword_kind(keyword: str) -> str:
+    k = keyword.lower()
+    if "pass" in k:
+        return "password"
+    if "token" in k:
+        return "token"
+    if "api" in k:
+        return "api_key"
+    return "secret"
+
+
+def _assignment_edits(text: str, low: str) -> list[tuple[int, int, str]]:
+    edits: list[tuple[int, int, str]] = []
+    for literal, regex in _ASSIGNMENTS:
+        if literal not in low:
+            continue
+        for m in regex.finditer(low):
+            keyword = m.group(0)[: len(literal)]
+            if literal == "key":
+                prefix = _KEY_PREFIX.search(low, max(0, m.start() - 8), m.start())
+                if prefix is None:
+                    continue
+                keyword = prefix.group(0) + keyword
+            group = "dq" if m.group("dq") is not None else "sq" if m.group("sq") is not None else "bare"
+            # `api_key = get_key(...)`, `token = tokens[0]`: code, not a value.
+            if group == "bare" and m.group("after"):
+                continue
+            start, end = m.start(group), m.end(group)
+            if looks_random(text[start:end]):
+                edits.append((start, end, _keyword_kind(keyword)))
+    return edits
+
+
+def _lower_twin(text: str) -> str:
+    low = text.lower()
+    # A few characters change length when lowercased ("İ"); offsets must match.
+    return low if len(low) == len(text) else text.translate(_ASCII_LOWER)
+
+
+# ------------------------------------------------------------- public API
+
+
+def redact_text(s: str) -> str:
+    """Replace each secret in `s` with `[REDACTED:<kind>]`; ordinary text is returned unchanged.
+
+    Idempotent: `redact_text(redact_text(s)) == redact_text(s)`.
+    """
+    if len(s) < 8:
+        return s
+    text = _redact_private_keys(s)
+    edits: list[tuple[int, int, str]] = []
+    for rule in _RULES:
+        edits.extend(rule.edits(text, text))
+    text = _redact_urls(_apply(text, edits))
+    low = _lower_twin(text)
+    edits = []
+    for rule in _AUTH_RULES:
+        edits.extend(rule.edits(text, low))
+    edits.extend(_assignment_edits(text, low))
+    return _apply(text, edits)
+
+
+def _redact_value(key: Any, value: Any) -> Any:
+    if isinstance(value, str):
+        # `{"password": "hunter2XYZ"}`: the key says what the value is even
+        # though the value alone has no telltale shape.
+        named = _KEY_NAME.search(key) if isinstance(key, str) else None
+        if named is not None and looks_random(value):
+            return _mark(_keyword_kind(named.group(0)))
+        return redact_text(value)
+    return redact_obj(value)
+
+
+def redact_obj(obj: Any) -> Any:
+    """A copy of the JSON value `obj` with every string value redacted.
+
+    Dict keys are kept as they are (they name fields, and the contract names
+    must survive), but a key like `password` or `GITHUB_TOKEN` makes a
+    random-looking string value under it redacted whole. Tuples become lists;
+    numbers, booleans and None are returned as they are.
+    """
+    if isinstance(obj, str):
+        return redact_text(obj)
+    if isinstance(obj, dict):
+        return {k: _redact_value(k, v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact_obj(v) for v in obj]
+    return obj

@@ -1,0 +1,237 @@
+"""Terminal output: the live run view and the `status`/`checkpoints`/`show` views.
+
+Rich renders in a terminal (colour, a live context-usage line); in a pipe the
+same information comes as plain lines, and `NO_COLOR`/`TERM=dumb` are
+honoured by Rich itself. Nothing here decides anything: it only shows what
+the supervisor and the commands hand it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from aether_cli import protocol as P
+
+STYLES = {"info": "cyan", "ok": "green", "warn": "yellow", "error": "bold red"}
+MAX_SHOWN = 240
+
+
+def make_console(file: TextIO | None = None, *, stderr: bool = False) -> Console:
+    """A console on stdout (or stderr); Rich detects TTY, NO_COLOR and TERM=dumb."""
+    return Console(
+        file=file or (sys.stderr if stderr else sys.stdout), highlight=False, soft_wrap=True
+    )
+
+
+def _short(text: str, limit: int = MAX_SHOWN) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= limit else one[: limit - 1] + "…"
+
+
+def bar(fraction: float, width: int = 24) -> str:
+    """A text bar like [#########...............] for a 0..1 fraction."""
+    filled = max(0, min(width, round(fraction * width)))
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+class TerminalReporter:
+    """Shows the agent's output and the supervisor's notices as the run goes."""
+
+    def __init__(self, console: Console, *, quiet: bool = False, live: bool | None = None) -> None:
+        self.console = console
+        self.quiet = quiet
+        use_live = console.is_terminal if live is None else live
+        self._live: Live | None = None
+        self._status = Text("")
+        if use_live:
+            self._live = Live(self._status, console=console, refresh_per_second=4, transient=True)
+            self._live.start()
+
+    def event(self, ev: P.Event) -> None:
+        """One line per message, tool call, failed result, task change or done."""
+        if self.quiet:
+            return
+        line = self._line_for(ev)
+        if line is not None:
+            self.console.print(line)
+
+    def _line_for(self, ev: P.Event) -> Text | None:
+        if isinstance(ev, P.Message):
+            return Text.assemble(
+                ("  " if ev.role == "assistant" else f"  [{ev.role}] ", "dim"), _short(ev.text)
+            )
+        if isinstance(ev, P.ToolCall):
+            return Text.assemble(
+                ("  → ", "magenta"), (ev.name, "bold"), " ", _short(P.dumps_compact(ev.input), 160)
+            )
+        if isinstance(ev, P.ToolResult) and ev.is_error:
+            return Text.assemble(("  ✗ ", "red"), _short(P.counted_text(ev), 200))
+        if isinstance(ev, P.TaskUpdate):
+            f = ev.fields
+            status = f.get("status", "")
+            title = f.get("title") or f.get("next_action") or ""
+            return Text.assemble(
+                ("  ☐ " if status != "done" else "  ☑ ", "blue"),
+                f"task {ev.id}",
+                f" {status}" if status else "",
+                f": {_short(title, 120)}" if title else "",
+            )
+        if isinstance(ev, P.Done):
+            return Text.assemble(
+                ("  ✓ done", "green"), f" {_short(ev.summary)}" if ev.summary else ""
+            )
+        if isinstance(ev, P.Text):
+            return Text("  " + _short(ev.text), style="dim")
+        if isinstance(ev, P.Log) and ev.level in ("warning", "error", "critical"):
+            return Text.assemble((f"  [{ev.level}] ", "yellow"), _short(ev.text))
+        return None
+
+    def stderr(self, text: str) -> None:
+        """The agent's stderr, dimmed (it is diagnostics, not context)."""
+        if not self.quiet and text.strip():
+            self.console.print(Text("  ! " + _short(text), style="dim red"))
+
+    def notice(self, text: str, kind: str = "info") -> None:
+        """A supervisor message: always shown, even with --quiet."""
+        self.console.print(Text.assemble(("aether ", "bold " + STYLES.get(kind, "")), escape(text)))
+
+    def usage(self, *, episode: int, used: int, window: int, reported: bool) -> None:
+        """Refresh the live context line (terminal only)."""
+        if self._live is None:
+            return
+        frac = used / window if window else 0.0
+        src = "reported" if reported else "counted"
+        style = "green" if frac < 0.6 else "yellow" if frac < 0.8 else "red"
+        self._status = Text.assemble(
+            ("context ", "bold"),
+            (bar(frac), style),
+            f" {frac:5.1%}  {used:,}/{window:,} tokens ({src})  episode {episode}",
+        )
+        self._live.update(self._status)
+
+    def close(self) -> None:
+        """Stop the live line."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def status_view(data: dict[str, Any]) -> list[Any]:
+    """Renderables for `aether status` from the status dict."""
+    out: list[Any] = []
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("session", data.get("session_id") or "-")
+    state = data.get("state", "-")
+    style = {"running": "green", "done": "green", "crashed": "red", "stale": "red"}.get(
+        state, "yellow"
+    )
+    head.add_row(
+        "state",
+        Text(state + (f" ({data['state_note']})" if data.get("state_note") else ""), style=style),
+    )
+    if data.get("objective"):
+        head.add_row("objective", _short(data["objective"], 200))
+    head.add_row("episode", str(data.get("episode", "-")))
+    ctx = data.get("context") or {}
+    if ctx:
+        frac = ctx.get("fraction", 0.0)
+        head.add_row(
+            "context",
+            f"{bar(frac)} {frac:.1%} of {ctx.get('window', 0):,} tokens"
+            f" ({ctx.get('source', 'counted')})",
+        )
+    head.add_row("tokenizer", data.get("tokenizer", "-"))
+    if data.get("tokenizer_note"):
+        head.add_row("", Text(data["tokenizer_note"], style="yellow"))
+    head.add_row("restarts", str(data.get("restarts", 0)))
+    ck = data.get("last_checkpoint")
+    if ck:
+        head.add_row(
+            "checkpoint",
+            f"{ck['id']} ({ck.get('trigger')}, {ck.get('distiller')}) {ck.get('created_at', '')}",
+        )
+        if ck.get("compression"):
+            head.add_row(
+                "compression",
+                f"{ck.get('episode_tokens')} → {ck.get('checkpoint_tokens')} "
+                f"tokens ({ck['compression']:.1f}x)",
+            )
+    else:
+        head.add_row("checkpoint", "none yet")
+    head.add_row("checkpoints", str(data.get("checkpoints", 0)))
+    out.append(head)
+    tasks = data.get("tasks") or []
+    if tasks:
+        t = Table(title=None, show_edge=False, pad_edge=False)
+        for col in ("task", "status", "progress", "next action"):
+            t.add_column(col)
+        for task in tasks:
+            t.add_row(
+                task["id"],
+                task.get("status", ""),
+                f"{float(task.get('progress') or 0):.0%}",
+                _short(task.get("next_action") or task.get("title") or "", 70),
+            )
+        out.append(t)
+    return out
+
+
+def checkpoints_view(rows: list[dict[str, Any]]) -> Table:
+    """A table of checkpoints, oldest first."""
+    t = Table(show_edge=False, pad_edge=False)
+    for col in ("id", "episode", "trigger", "distiller", "tokens", "created"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(
+            r["id"],
+            str(r.get("episode", "")),
+            r.get("trigger", ""),
+            r.get("distiller", ""),
+            f"{r.get('episode_tokens', '?')} → {r.get('checkpoint_tokens', '?')}",
+            r.get("created_at", ""),
+        )
+    return t
+
+
+def checkpoint_view(ck: dict[str, Any]) -> list[Any]:
+    """One checkpoint in readable form."""
+    out: list[Any] = []
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    for key in (
+        "id",
+        "parent",
+        "session_id",
+        "episode",
+        "created_at",
+        "trigger",
+        "distiller",
+        "distiller_note",
+        "tokenizer",
+    ):
+        if ck.get(key) not in (None, ""):
+            head.add_row(key, str(ck[key]))
+    head.add_row("objective", ck.get("objective", ""))
+    out.append(head)
+    for key in ("progress", "next_actions", "errors"):
+        items = ck.get(key) or []
+        if items:
+            out.append(Text(key.replace("_", " "), style="bold"))
+            out.extend(Text("  - " + str(i)) for i in items)
+    tasks = ck.get("tasks") or []
+    if tasks:
+        out.append(Text("tasks", style="bold"))
+        out.extend(
+            Text(f"  {t.get('id')} [{t.get('status')}] {t.get('next_action') or ''}") for t in tasks
+        )
+    return out

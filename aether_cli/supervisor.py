@@ -1,0 +1,895 @@
+"""The episode cycle: launch, count, checkpoint, relaunch, until done.
+
+The supervisor wires the other modules together and owns the run's state
+(session, episode, restarts, the live child). One main loop receives typed
+items from a single queue fed by reader threads (the child's stdout events
+and stderr lines), so all state changes happen on one thread and the child's
+pipes are always drained. Time, sleeping, spawning and output go through
+constructor seams so tests can drive it without waiting.
+
+It knows nothing of Typer or Rich: output goes to a `Reporter`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from aether_cli import constants as C
+from aether_cli import protocol as P
+from aether_cli.budget import CHECKPOINT, EMERGENCY, SOFT, Budget
+from aether_cli.distill import distill
+from aether_cli.episode import EpisodeLog
+from aether_cli.launcher import Child, describe_status, exit_code_of, spawn
+from aether_cli.reader import iter_lines
+from aether_cli.rehydrate import first_prompt, prompt_budget, rehydrate_prompt
+from aether_cli.settings import Settings
+from aether_cli.store import MemoryStore, read_ledger
+from aether_cli.tokens import TokenCounter, estimate_bytes, load_counter
+from aether_cli.workspace import workspace_state
+
+# How long after the child's exit we keep waiting for its stdout to close
+# (a grandchild that escaped the process group may hold it open forever).
+EOF_AFTER_EXIT = 1.0
+TICK = 0.1
+HEARTBEAT_EVERY = 0.5
+# An episode that crosses the checkpoint threshold within this many steps of
+# its launch is an overflow: the prompt or first output is too big.
+OVERFLOW_STEPS = 2
+OVERFLOW_LIMIT = 3
+
+
+class Reporter(Protocol):
+    """Where the supervisor says what happens (the terminal, or nothing)."""
+
+    def event(self, ev: P.Event) -> None: ...
+    def stderr(self, text: str) -> None: ...
+    def notice(self, text: str, kind: str = "info") -> None: ...
+    def usage(self, *, episode: int, used: int, window: int, reported: bool) -> None: ...
+    def close(self) -> None: ...
+
+
+class NullReporter:
+    """Says nothing (for library use and tests)."""
+
+    def event(self, ev: P.Event) -> None:
+        """Ignore an agent event."""
+
+    def stderr(self, text: str) -> None:
+        """Ignore a stderr line."""
+
+    def notice(self, text: str, kind: str = "info") -> None:
+        """Ignore a notice."""
+
+    def usage(self, *, episode: int, used: int, window: int, reported: bool) -> None:
+        """Ignore a usage update."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    exit_code: int
+    status: str
+    message: str
+    session_id: str
+    episode: int
+    last_checkpoint: str | None
+
+
+@dataclass
+class ResumePlan:
+    """Where a resumed run picks up: the session, the next episode and its checkpoint."""
+
+    session_id: str
+    episode: int
+    checkpoint_id: str | None
+    restarts: int = 0
+    recover: bool = False
+    latest: bool = True
+
+
+@dataclass
+class _Outcome:
+    kind: str  # relaunch | inplace | finished | crashed | interrupted | capped
+    trigger: str = ""
+    status: int | None = None
+    signum: int = 0
+    note: str = ""
+
+
+@dataclass
+class _EpisodeState:
+    child: Child
+    gen: int
+    log: EpisodeLog
+    budget: Budget
+    speaks_protocol: bool = False
+    can_rehydrate: bool = False
+    want: tuple[str, bool] | None = None  # (trigger, urgent)
+    agent_checkpoints: int = 0
+    warnings: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def kill_orphan_group(pid: int, session_id: str) -> bool:
+    """SIGKILL the process group of an agent a dead supervisor left behind.
+
+    Only if the process still carries this session's AETHER_SESSION in its
+    environment, so a recycled pid is never signalled.
+    """
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if f"AETHER_SESSION={session_id}".encode() not in env:
+        return False
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def new_session_id(now: datetime | None = None) -> str:
+    """A sortable, unique session id: ses_YYYYMMDDTHHMMSS_<6 hex>."""
+    now = now or datetime.now(UTC)
+    return f"ses_{now:%Y%m%dT%H%M%S}_{secrets.token_hex(3)}"
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC timestamp with a Z."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Supervisor:
+    """Runs one session of an agent under a context budget."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: MemoryStore,
+        *,
+        reporter: Reporter | None = None,
+        counter: TokenCounter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        spawn_fn: Callable[..., Child] = spawn,
+        environ: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.ui: Reporter = reporter or NullReporter()
+        self.counter = counter or load_counter()
+        self.clock = clock
+        self.spawn_fn = spawn_fn
+        self.environ = dict(os.environ if environ is None else environ)
+        self.cwd = cwd or Path.cwd()
+        self._q: queue.Queue[tuple[str, int, Any]] = queue.Queue(maxsize=10_000)
+        self._gen = 0
+        self._signal = 0
+        self._wake = threading.Event()
+        self.session_id = ""
+        self.episode = 0
+        self.restarts = 0
+        self.last_checkpoint: dict[str, Any] | None = None
+        self._ledger: Any = None
+        self._started = 0.0
+        self._last_beat = 0.0
+        self._overflow_streak = 0
+        self._episodes_run = 0
+        self._last_fraction = 0.0
+        self._hello_child: Child | None = None
+        self._hello_rehydrate = False
+        self._force = False
+
+    # ------------------------------------------------------------ public
+
+    def run(self, plan: ResumePlan | None = None) -> RunResult:
+        """Run until the agent is done, the run is interrupted or a limit stops it."""
+        s = self.settings
+        self.store.init()
+        self.store.acquire(list(s.command))
+        old_handlers = self._install_signals()
+        try:
+            if plan is None:
+                self.session_id = new_session_id()
+                self.episode = 1
+                ckpt_id = None
+            else:
+                self.session_id = plan.session_id
+                self.episode = plan.episode
+                ckpt_id = plan.checkpoint_id
+                self.restarts = plan.restarts
+            self.last_checkpoint = self.store.read_checkpoint(ckpt_id) if ckpt_id else None
+            self._ledger = self.store.open_ledger(self.session_id)
+            self._started = self.clock()
+            if plan is not None and plan.recover and plan.latest:
+                self._recover()
+            self._record(
+                "session",
+                resumed=plan is not None,
+                checkpoint=ckpt_id,
+                settings=s.to_config(),
+                tokenizer=self.counter.name,
+            )
+            if self.counter.note:
+                self.ui.notice(f"token counts are estimates: {self.counter.note}", "warn")
+            return self._loop()
+        finally:
+            self._restore_signals(old_handlers)
+            if self._ledger is not None:
+                self._ledger.close()
+            self.ui.close()
+            self.store.release()
+
+    # ------------------------------------------------------------ the cycle
+
+    def _loop(self) -> RunResult:
+        s = self.settings
+        child: Child | None = None
+        prompt_tokens = 0
+        while True:
+            if child is None:
+                prompt = self._prompt()
+                prompt_tokens = prompt.tokens
+                child = self._launch(prompt)
+            st = self._new_episode_state(child, prompt_tokens)
+            self._write_continuity("running")
+            outcome = self._run_episode(st)
+            self._episodes_run += 1
+            ended = outcome.kind != "inplace"
+            if ended:
+                self._finish_child(st)
+                child = None
+
+            if outcome.kind == "finished":
+                done = st.log.done is not None
+                ck = self._checkpoint("done", st, note=outcome.note)
+                status = "done" if done else "stopped"
+                self._write_continuity(status)
+                msg = "agent reported done" if done else "agent exited with code 0"
+                self.ui.notice(f"{msg}; final checkpoint {ck['id']}", "ok")
+                return self._result(C.EXIT_OK, status, msg)
+
+            if outcome.kind == "interrupted":
+                ck = self._checkpoint("interrupt", st)
+                self._write_continuity("stopped")
+                code = 128 + outcome.signum
+                self.ui.notice(
+                    f"interrupted; checkpoint {ck['id']} written. Continue with `aether resume`.",
+                    "warn",
+                )
+                return self._result(code, "stopped", "interrupted")
+
+            if outcome.kind == "capped":
+                ck = self._checkpoint("interrupt", st, note=outcome.note)
+                self._write_continuity("stopped")
+                self.ui.notice(
+                    f"{outcome.note}; checkpoint {ck['id']}. Continue with `aether resume`.", "warn"
+                )
+                return self._result(C.EXIT_OK, "stopped", outcome.note)
+
+            if outcome.kind == "crashed":
+                assert outcome.status is not None
+                what = describe_status(outcome.status)
+                ck = self._checkpoint("crash", st, note=f"agent {what}")
+                self.restarts += 1
+                if self.restarts > s.max_restarts:
+                    self._write_continuity("crashed")
+                    msg = (
+                        f"agent crashed {self.restarts} times in a row (last: {what}); "
+                        f"stopped after --max-restarts {s.max_restarts}. Memory is intact at "
+                        f"{ck['id']}: fix the agent, then `aether resume`."
+                    )
+                    self.ui.notice(msg, "error")
+                    return self._result(C.EXIT_CRASH_LOOP, "crashed", msg)
+                delay = min(s.backoff_cap, s.backoff_base * (2 ** (self.restarts - 1)))
+                self.ui.notice(
+                    f"agent {what}; checkpoint {ck['id']}; restart {self.restarts}/"
+                    f"{s.max_restarts} in {delay:.1f}s",
+                    "warn",
+                )
+                self._record("backoff", seconds=delay, restarts=self.restarts)
+                if self._sleep(delay):
+                    self._write_continuity("stopped")
+                    return self._result(128 + self._signal, "stopped", "interrupted during back-off")
+                self.episode += 1
+                continue
+
+            # relaunch or in-place rehydrate after a threshold / manual / agent trigger
+            ck = self._checkpoint(outcome.trigger, st, note=outcome.note)
+            self.restarts = 0
+            if outcome.trigger in ("budget", "emergency") and st.budget.steps <= OVERFLOW_STEPS:
+                self._overflow_streak += 1
+            else:
+                self._overflow_streak = 0
+            if self._overflow_streak >= OVERFLOW_LIMIT:
+                if child is not None:
+                    self._stop_child(st, "overflow")
+                self._write_continuity("stopped")
+                msg = (
+                    f"the context overflowed within {OVERFLOW_STEPS} steps of launch in "
+                    f"{OVERFLOW_LIMIT} episodes in a row, even with a shrunk prompt: the "
+                    "window is too small for this agent's first output. Stopped; memory "
+                    f"is intact at {ck['id']}. Raise --context-window, then `aether resume`."
+                )
+                self.ui.notice(msg, "error")
+                return self._result(C.EXIT_CRASH_LOOP, "stopped", msg)
+            if s.max_episodes is not None and self._episodes_run >= s.max_episodes:
+                if child is not None:
+                    self._stop_child(st, "max-episodes")
+                self._write_continuity("stopped")
+                msg = f"stopped after {self._episodes_run} episodes (--max-episodes)"
+                self.ui.notice(f"{msg}; continue with `aether resume`", "warn")
+                return self._result(C.EXIT_OK, "stopped", msg)
+            self.episode += 1
+            if outcome.kind == "inplace" and child is not None:
+                prompt = self._prompt()
+                prompt_tokens = prompt.tokens
+                self.store.write_prompt(prompt.text)
+                child.send(P.cmd_rehydrate(episode=self.episode, prompt=prompt.text, checkpoint=ck["id"]))
+                self._record("command", command="rehydrate", checkpoint=ck["id"])
+                self.ui.notice(
+                    f"episode {self.episode}: rehydrated in place from {ck['id']} ({prompt.tokens} tokens)",
+                    "ok",
+                )
+
+    def _new_episode_state(self, child: Child, prompt_tokens: int) -> _EpisodeState:
+        s = self.settings
+        budget = Budget(
+            window=s.window,
+            soft_at=s.soft_at,
+            checkpoint_at=s.checkpoint_at,
+            emergency_at=s.emergency_at,
+            max_steps=s.max_steps,
+        )
+        budget.reset(prompt_tokens)
+        tasks = {t["id"]: t for t in self.store.list_tasks()}
+        log = EpisodeLog(objective=s.objective, prior_tasks=tasks)
+        st = _EpisodeState(child=child, gen=self._gen, log=log, budget=budget)
+        if self._hello_child is child:
+            # Rehydrated in place: the same process, which already said hello.
+            st.speaks_protocol, st.can_rehydrate = True, self._hello_rehydrate
+        return st
+
+    # ------------------------------------------------------------ prompts & launch
+
+    def _prompt(self) -> Any:
+        s = self.settings
+        budget = prompt_budget(s.window, s.prompt_budget)
+        if self._overflow_streak:
+            budget = max(64, budget >> self._overflow_streak)
+        facts = self.store.read_project_memory().get("facts", [])
+        if self.last_checkpoint is None:
+            return first_prompt(
+                objective=s.objective,
+                facts=facts,
+                count=self.counter.count,
+                budget=budget,
+                memory_dir=self.store.root,
+                session=self.session_id,
+            )
+        return rehydrate_prompt(
+            checkpoint=self.last_checkpoint,
+            tasks=self.store.list_tasks(),
+            facts=facts,
+            episode=self.episode,
+            count=self.counter.count,
+            budget=budget,
+            memory_dir=self.store.root,
+        )
+
+    def _launch(self, prompt: Any) -> Child:
+        s = self.settings
+        ckpt_id = self.last_checkpoint["id"] if self.last_checkpoint else None
+        prompt_path = self.store.write_prompt(prompt.text)
+        env = dict(self.environ)
+        env.update(
+            {
+                "AETHER_PROTOCOL": str(C.PROTOCOL_VERSION),
+                "AETHER_SESSION": self.session_id,
+                "AETHER_EPISODE": str(self.episode),
+                "AETHER_MEMORY_DIR": str(self.store.root),
+                "AETHER_PROMPT_FILE": str(prompt_path),
+                "AETHER_CHECKPOINT": ckpt_id or "",
+            }
+        )
+        self._gen += 1
+        child = self.spawn_fn(list(s.command), env=env, cwd=str(self.cwd))
+        self._start_readers(child, self._gen)
+        budget_limit = int(s.window * s.checkpoint_at)
+        child.send(
+            P.cmd_start(
+                session=self.session_id,
+                episode=self.episode,
+                objective=s.objective,
+                prompt=prompt.text,
+                checkpoint=ckpt_id,
+                window=s.window,
+                limit=budget_limit,
+            )
+        )
+        self._record(
+            "launch",
+            argv=list(s.command),
+            pid=child.pid,
+            checkpoint=ckpt_id,
+            prompt_tokens=prompt.tokens,
+            prompt_budget=prompt.budget,
+            evicted=list(prompt.evicted),
+        )
+        where = f"from {ckpt_id}" if ckpt_id else "fresh"
+        self.ui.notice(
+            f"episode {self.episode}: launched pid {child.pid} ({where}, prompt {prompt.tokens} tokens)",
+            "ok",
+        )
+        return child
+
+    def _start_readers(self, child: Child, gen: int) -> None:
+        q = self._q
+        assert child.proc.stdout is not None and child.proc.stderr is not None
+        out_fd = child.proc.stdout.fileno()
+        err_fd = child.proc.stderr.fileno()
+
+        def read_out() -> None:
+            for line in iter_lines(out_fd):
+                if not line.text.strip() and not line.dropped_bytes:
+                    continue
+                q.put(("event", gen, (P.decode_line(line.text), line.dropped_bytes)))
+            q.put(("eof", gen, None))
+
+        def read_err() -> None:
+            for line in iter_lines(err_fd, max_line_bytes=16_384):
+                q.put(("stderr", gen, line.text))
+
+        threading.Thread(target=read_out, name="aether-stdout", daemon=True).start()
+        threading.Thread(target=read_err, name="aether-stderr", daemon=True).start()
+
+    # ------------------------------------------------------------ one episode
+
+    def _run_episode(self, st: _EpisodeState) -> _Outcome:
+        s = self.settings
+        mode = "run"  # run | requested | stopping | interrupting
+        trigger = ""
+        deadline = 0.0
+        escalate_at = 0.0
+        escalation = 0
+        eof = False
+        exited_at: float | None = None
+        status: int | None = None
+        request_mark = 0
+        forwarded = 0
+        while True:
+            try:
+                kind, gen, payload = self._q.get(timeout=TICK)
+            except queue.Empty:
+                kind, gen, payload = "tick", st.gen, None
+            if gen == st.gen:
+                if kind == "event":
+                    ev, dropped = payload
+                    self._on_event(st, ev, dropped)
+                elif kind == "stderr":
+                    self._record("stderr", text=payload)
+                    self.ui.stderr(payload)
+                elif kind == "eof":
+                    eof = True
+            now = self.clock()
+
+            # signals: forward to the child's group once, then escalate
+            if self._signal and mode != "interrupting":
+                forwarded = self._signal
+                st.child.signal_group(forwarded)
+                self._record("signal", signum=forwarded)
+                mode, escalate_at, escalation = "interrupting", now + s.stop_grace, 1
+
+            if mode == "run":
+                if self.store.take_checkpoint_request():
+                    st.want = st.want or ("manual", False)
+                if st.log.done is not None:
+                    st.want = ("done", True)
+                if s.max_duration is not None and now - self._started >= s.max_duration:
+                    st.want = ("interrupt", False)
+                    st.extra["capped"] = f"stopped after --max-duration {s.max_duration:g}s"
+                if st.want is not None:
+                    trigger, urgent = st.want
+                    # An agent that never spoke the protocol cannot answer a request;
+                    # one that just sent its checkpoint or said done needs none.
+                    if urgent or not st.speaks_protocol or trigger == "agent":
+                        mode, escalate_at, escalation = "stopping", now + s.stop_grace, 0
+                        self._send_stop(st, trigger)
+                    else:
+                        request_mark = st.agent_checkpoints
+                        deadline_ms = int(s.checkpoint_timeout * 1000)
+                        st.child.send(P.cmd_checkpoint_request(reason=trigger, deadline_ms=deadline_ms))
+                        self._record("command", command="checkpoint_request", reason=trigger)
+                        mode, deadline = "requested", now + s.checkpoint_timeout
+            elif mode == "requested":
+                answered = st.agent_checkpoints > request_mark
+                if st.want and st.want[1]:  # emergency while waiting
+                    trigger = st.want[0]
+                    answered = False
+                if answered and st.can_rehydrate:
+                    return _Outcome("inplace", trigger=trigger)
+                if answered or now >= deadline or (st.want and st.want[1]):
+                    if not answered:
+                        st.extra["note"] = (
+                            f"agent did not answer checkpoint_request within {s.checkpoint_timeout:g}s"
+                        )
+                    mode, escalate_at, escalation = "stopping", now + s.stop_grace, 0
+                    self._send_stop(st, trigger)
+            if mode == "interrupting" and self._force and escalation < 3:
+                escalate_at, escalation = now, 2
+            if mode in ("stopping", "interrupting") and status is None and now >= escalate_at:
+                if escalation == 0 or (mode == "interrupting" and escalation == 1):
+                    self._record("escalate", signal="SIGTERM")
+                    st.child.signal_group(signal.SIGTERM)
+                    escalate_at, escalation = now + s.term_grace, 2
+                elif escalation == 2:
+                    self._record("escalate", signal="SIGKILL")
+                    st.child.signal_group(signal.SIGKILL)
+                    escalate_at, escalation = now + 3600, 3
+
+            # the child's end: exit status plus stdout closed (or a grace after exit)
+            if status is None:
+                status = st.child.poll()
+                if status is not None:
+                    exited_at = now
+            if status is not None and (eof or (exited_at is not None and now - exited_at >= EOF_AFTER_EXIT)):
+                if not eof:
+                    self._drain(st)
+                self._record("exit", status=status, code=exit_code_of(status))
+                if mode == "interrupting":
+                    return _Outcome("interrupted", signum=forwarded, status=status)
+                if st.log.done is not None:
+                    return _Outcome("finished", status=status)
+                if mode in ("requested", "stopping"):
+                    if "capped" in st.extra:
+                        return _Outcome("capped", note=st.extra["capped"], status=status)
+                    return _Outcome("relaunch", trigger=trigger, status=status, note=st.extra.get("note", ""))
+                if status == 0:
+                    return _Outcome("finished", status=status)
+                return _Outcome("crashed", status=status)
+
+            if now - self._last_beat >= HEARTBEAT_EVERY:
+                self._heartbeat(st, mode)
+
+    def _drain(self, st: _EpisodeState) -> None:
+        """Process what the readers already queued for this child."""
+        while True:
+            try:
+                kind, gen, payload = self._q.get_nowait()
+            except queue.Empty:
+                return
+            if gen != st.gen:
+                continue
+            if kind == "event":
+                self._on_event(st, *payload)
+            elif kind == "stderr":
+                self._record("stderr", text=payload)
+
+    def _send_stop(self, st: _EpisodeState, reason: str) -> None:
+        st.child.send(P.cmd_stop(reason=reason or "stop"))
+        self._record("command", command="stop", reason=reason)
+
+    def _stop_child(self, st: _EpisodeState, reason: str) -> None:
+        """Stop a child that is still running (after an in-place checkpoint we do not continue)."""
+        self._send_stop(st, reason)
+        if st.child.wait(self.settings.stop_grace) is None:
+            st.child.terminate(term_grace=self.settings.term_grace)
+        self._finish_child(st)
+
+    def _finish_child(self, st: _EpisodeState) -> None:
+        st.child.close_stdin()
+        # Leftover group members (a backgrounded grandchild) must not outlive the episode.
+        st.child.signal_group(signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            st.child.proc.wait(timeout=1)
+        for pipe in (st.child.proc.stdout, st.child.proc.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                if pipe is not None:
+                    pipe.close()
+
+    # ------------------------------------------------------------ events
+
+    def _on_event(self, st: _EpisodeState, ev: P.Event, dropped: int) -> None:
+        s = self.settings
+        rec: dict[str, Any] = {"event": ev.raw}
+        if dropped:
+            rec["dropped_bytes"] = dropped
+        if isinstance(ev, P.Invalid):
+            rec["warning"] = ev.reason
+            st.warnings += 1
+        self._record("event", **rec)
+
+        if isinstance(ev, P.Invalid):
+            self.ui.notice(
+                f"agent sent a malformed {ev.raw.get('type')} event ({ev.reason}); counted as text",
+                "warn",
+            )
+            ev = P.Text({"type": "text", "text": ev.text}, text=ev.text)
+        elif not isinstance(ev, P.Text | P.Unknown):
+            st.speaks_protocol = True
+        if isinstance(ev, P.Hello):
+            st.can_rehydrate = "rehydrate" in ev.capabilities
+            self._hello_child, self._hello_rehydrate = st.child, st.can_rehydrate
+        if isinstance(ev, P.CheckpointEvent):
+            st.agent_checkpoints += 1
+        if isinstance(ev, P.TaskUpdate) and not self.store.valid_task_id(ev.id):
+            self._record("warning", text=f"refused task id {ev.id[:80]!r}")
+            self.ui.notice(f"refused task id {ev.id[:80]!r}: ids are letters, digits, _ - . (max 64)", "warn")
+            return
+
+        st.log.add(ev)
+        self.ui.event(ev)
+
+        text = P.counted_text(ev)
+        tokens = (self.counter.count(text) if text else 0) + (estimate_bytes(dropped) if dropped else 0)
+        if tokens:
+            st.budget.add(tokens)
+        if isinstance(ev, P.Usage):
+            st.budget.report(ev.context_tokens)
+        if isinstance(ev, P.TaskUpdate):
+            task = st.log.tasks.get(ev.id)
+            if task is not None:
+                self.store.write_task({**task, "id": ev.id, "updated_at": utc_now()})
+            if s.checkpoint_on_task_done and ev.fields.get("status") == "done":
+                st.want = st.want or ("task_done", False)
+        if isinstance(ev, P.ToolCall) and st.budget.step():
+            st.want = st.want or ("steps", False)
+        if s.checkpoint_on_error and (
+            (isinstance(ev, P.ToolResult) and ev.is_error)
+            or (isinstance(ev, P.Log) and ev.level in ("error", "critical"))
+        ):
+            st.want = st.want or ("error", False)
+        if isinstance(ev, P.CheckpointEvent) and s.checkpoint_on_agent and st.want is None:
+            st.want = ("agent", False)
+
+        for level in st.budget.crossed():
+            st.child.send(P.cmd_budget(used=st.budget.used, window=st.budget.window, level=level))
+            self._record("command", command="budget", level=level, used=st.budget.used)
+            if level == EMERGENCY:
+                st.want = ("emergency", True)
+            elif level == CHECKPOINT and (st.want is None or not st.want[1]):
+                st.want = ("budget", False)
+            elif level == SOFT:
+                self.ui.notice(f"context at {st.budget.fraction:.0%}: soft threshold", "info")
+        self.ui.usage(
+            episode=self.episode,
+            used=st.budget.used,
+            window=st.budget.window,
+            reported=st.budget.reported,
+        )
+
+    # ------------------------------------------------------------ checkpoints
+
+    def _checkpoint(self, trigger: str, st: _EpisodeState, note: str = "") -> dict[str, Any]:
+        return self._write_checkpoint(trigger, st.log, st.budget, note=note)
+
+    def _write_checkpoint(
+        self,
+        trigger: str,
+        log: EpisodeLog,
+        budget_state: Budget,
+        *,
+        note: str = "",
+        episode: int | None = None,
+    ) -> dict[str, Any]:
+        s = self.settings
+        budget = prompt_budget(s.window, s.prompt_budget)
+        max_tokens = max(2 * budget, 512)
+        # An emergency or crash checkpoint is made from what aether saw, but an
+        # answer the agent did send is still the better summary if it is valid.
+        draft = distill(
+            trigger=trigger,
+            objective=s.objective,
+            log=log,
+            parent=self.last_checkpoint,
+            count=self.counter.count,
+            max_tokens=max_tokens,
+            constraints=list(s.constraints),
+            note=note,
+        )
+        draft["session_id"] = self.session_id
+        draft["episode"] = self.episode if episode is None else episode
+        draft["workspace"] = workspace_state(self.cwd)
+        draft["tokenizer"] = "reported" if budget_state.reported else self.counter.name
+        draft["metrics"]["episode_tokens"] = budget_state.used
+        ck = self.store.write_checkpoint(draft)
+        seq = int(ck["id"].split("_")[1])
+        pm = self.store.read_project_memory()
+        if log.memory_ops:
+            pm = self.store.apply_memory_ops(log.memory_ops, seq=seq)
+        finished = {t.get("id") for t in pm.get("finished_tasks", [])}
+        new_done = [
+            {"id": t["id"], "title": t.get("title", "")}
+            for t in self.store.list_tasks()
+            if t.get("status") == "done" and t["id"] not in finished
+        ]
+        if new_done or (s.objective and pm.get("objective") != s.objective):
+            pm["finished_tasks"] = [*pm.get("finished_tasks", []), *new_done]
+            if s.objective:
+                pm["objective"] = s.objective
+            self.store.write_project_memory(pm)
+        self.last_checkpoint = ck
+        self._record(
+            "checkpoint",
+            id=ck["id"],
+            trigger=trigger,
+            distiller=ck.get("distiller"),
+            note=ck.get("distiller_note", ""),
+            tokens=ck["metrics"].get("checkpoint_tokens"),
+            episode_tokens=budget_state.used,
+        )
+        m = ck["metrics"]
+        ratio = (m["episode_tokens"] / m["checkpoint_tokens"]) if m.get("checkpoint_tokens") else 0
+        fallback = f", {ck.get('distiller_note')}" if ck.get("distiller_note") else ""
+        self.ui.notice(
+            f"checkpoint {ck['id']} ({trigger}, {ck.get('distiller')}{fallback}): "
+            f"{m['episode_tokens']} → {m['checkpoint_tokens']} tokens ({ratio:.1f}x)",
+            "ok",
+        )
+        return ck
+
+    def _recover(self) -> None:
+        """After a supervisor died mid-episode: end any orphaned agent and distil what the
+        ledger and task files hold since the last checkpoint, so nothing is lost or redone."""
+        beat = self.store.read_heartbeat() or {}
+        orphan = beat.get("child_pid")
+        if isinstance(orphan, int) and beat.get("session_id") == self.session_id:
+            kill_orphan_group(orphan, self.session_id)
+        log = EpisodeLog(
+            objective=self.settings.objective, prior_tasks={t["id"]: t for t in self.store.list_tasks()}
+        )
+        used = 0
+        path = self.store.ledger_path(self.session_id)
+        if path.exists():
+            for rec in read_ledger(path):
+                kind = rec.get("kind")
+                if kind == "checkpoint":
+                    log = EpisodeLog(
+                        objective=self.settings.objective,
+                        prior_tasks={t["id"]: t for t in self.store.list_tasks()},
+                    )
+                    used = 0
+                elif kind == "event" and isinstance(rec.get("event"), dict):
+                    ev = P.decode_obj(rec["event"], "")
+                    log.add(ev)
+                    text = P.counted_text(ev)
+                    used += self.counter.count(text) if text else 0
+        budget = Budget(window=self.settings.window, soft_at=1, checkpoint_at=1, emergency_at=1)
+        budget.reset(used)
+        ck = self._write_checkpoint(
+            "crash",
+            log,
+            budget,
+            episode=max(1, self.episode - 1),
+            note="recovered after the supervisor died: distilled from the run ledger and task files",
+        )
+        self.ui.notice(f"recovered the dead run's last episode into checkpoint {ck['id']}", "warn")
+
+    # ------------------------------------------------------------ state files
+
+    def _write_continuity(self, status: str) -> None:
+        s = self.settings
+        tasks = self.store.list_tasks()
+        active = [
+            {
+                "id": t["id"],
+                "status": t.get("status", "pending"),
+                "state_file": self.store.task_file(t["id"]),
+                "progress": t.get("progress", 0.0),
+                "next_action": t.get("next_action", ""),
+            }
+            for t in tasks
+            if t.get("status") != "done"
+        ]
+        last = self.last_checkpoint["id"] if self.last_checkpoint else None
+        beat = self._last_fraction
+        locations = [
+            C.CONTINUITY_FILE,
+            C.PROJECT_MEMORY_FILE,
+            C.CONTEXT_INDEX_FILE,
+            C.TASKS_DIR + "/",
+            C.CHECKPOINTS_DIR + "/",
+        ]
+        if last:
+            locations.append(f"{C.CHECKPOINTS_DIR}/{last}.json")
+        if status == "done":
+            how = "The objective is done. Start a new objective with `aether run`."
+        elif last:
+            how = (
+                f"Run `aether resume` to continue from checkpoint {last} (episode {self.episode + 1}). "
+                f"Read {C.CHECKPOINTS_DIR}/{last}.json for progress and next actions, and "
+                f"{C.TASKS_DIR}/ for each unfinished task."
+            )
+        else:
+            how = "No checkpoint yet: run `aether run` to start."
+        data = {
+            "session_id": self.session_id,
+            "status": status,
+            "episode": self.episode,
+            "context_usage_percent": round(beat * 100, 1),
+            "last_checkpoint": last,
+            "active_tasks": active,
+            "memory_locations": locations,
+            "resume_instructions": how,
+            "command": list(s.command),
+            "objective": s.objective,
+            "restarts": self.restarts,
+            "window": s.window,
+            "tokenizer": self.counter.name,
+            "settings": s.to_config(),
+        }
+        self.store.write_continuity(data)
+
+    def _heartbeat(self, st: _EpisodeState, mode: str) -> None:
+        self._last_beat = self.clock()
+        self._last_fraction = st.budget.fraction
+        self.store.write_heartbeat(
+            {
+                "pid": os.getpid(),
+                "child_pid": st.child.pid,
+                "session_id": self.session_id,
+                "episode": self.episode,
+                "state": mode,
+                "used": st.budget.used,
+                "window": st.budget.window,
+                "reported": st.budget.reported,
+                "steps": st.budget.steps,
+                "events": st.log.events,
+                "restarts": self.restarts,
+                "tokenizer": self.counter.name,
+                "tokenizer_note": self.counter.note,
+                "updated_at": utc_now(),
+            }
+        )
+
+    def _record(self, kind: str, **fields: Any) -> None:
+        if self._ledger is not None:
+            self._ledger.append({"kind": kind, "episode": self.episode, **fields})
+
+    def _result(self, code: int, status: str, message: str) -> RunResult:
+        last = self.last_checkpoint["id"] if self.last_checkpoint else None
+        self._record("end", status=status, exit_code=code, message=message)
+        return RunResult(code, status, message, self.session_id, self.episode, last)
+
+    # ------------------------------------------------------------ signals & sleep
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            old[sig] = signal.signal(sig, self._on_signal)
+        return old
+
+    def _restore_signals(self, old: dict[int, Any]) -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self._signal:
+            # A second Ctrl-C: the user wants out now, without the grace periods.
+            self._force = True
+            return
+        self._signal = signum
+        self._wake.set()
+
+    def _sleep(self, seconds: float) -> bool:
+        """Back-off wait that a signal cuts short; True if interrupted."""
+        self._wake.wait(seconds)
+        return bool(self._signal)

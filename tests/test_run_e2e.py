@@ -1,0 +1,489 @@
+"""End-to-end: the real `aether` CLI supervising real agent processes in tmp projects."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from helpers import aether, agent_cmd, read_json
+
+pytestmark = pytest.mark.slow
+
+WINDOW = "4000"
+CONTINUITY_FIELDS = {
+    "session_id",
+    "status",
+    "episode",
+    "context_usage_percent",
+    "last_checkpoint",
+    "active_tasks",
+    "memory_locations",
+    "resume_instructions",
+    "command",
+    "updated_at",
+    "_update_seq",
+}
+CHECKPOINT_FIELDS = {
+    "id",
+    "parent",
+    "session_id",
+    "episode",
+    "created_at",
+    "trigger",
+    "objective",
+    "progress",
+    "state",
+    "next_actions",
+    "errors",
+    "tasks",
+    "distiller",
+    "distiller_note",
+    "metrics",
+    "workspace",
+    "tokenizer",
+}
+TASK_FIELDS = {"id", "title", "status", "progress", "next_action", "notes", "files", "updated_at"}
+FAST_ENV = {"AETHER_BACKOFF_BASE": "0.05", "AETHER_STOP_GRACE": "1", "AETHER_TERM_GRACE": "1"}
+
+
+def steps_done(project: Path) -> list[int]:
+    log = project / "steps.log"
+    if not log.exists():
+        return []
+    return [int(m) for m in re.findall(r"^step (\d+) ", log.read_text(), flags=re.M)]
+
+
+def episodes_launched(project: Path) -> list[int]:
+    return sorted(int(p.stem.split("_")[1]) for p in project.glob("env_*.json"))
+
+
+def checkpoints(project: Path) -> list[dict]:
+    return [read_json(p) for p in sorted((project / ".memory" / "checkpoints").glob("chk_*.json"))]
+
+
+def assert_memory_contract(project: Path) -> None:
+    mem = project / ".memory"
+    cont = read_json(mem / "session_continuity.json")
+    assert cont.keys() >= CONTINUITY_FIELDS
+    for t in cont["active_tasks"]:
+        assert {"id", "status", "state_file", "progress", "next_action"} <= t.keys()
+        assert (mem / t["state_file"]).is_file()
+    for ck in checkpoints(project):
+        assert ck.keys() >= CHECKPOINT_FIELDS, CHECKPOINT_FIELDS - ck.keys()
+        assert {"episode_tokens", "checkpoint_tokens", "tool_calls", "events"} <= ck["metrics"].keys()
+        assert {"git_head", "dirty_hash"} <= ck["workspace"].keys()
+        assert re.fullmatch(r"chk_\d{6}_[0-9a-f]{8}", ck["id"])
+    for p in (mem / "task_states").glob("*.json"):
+        assert read_json(p).keys() >= TASK_FIELDS
+    for name in (
+        "project_memory.json",
+        "context_index.json",
+        "README.md",
+        "config.toml",
+        ".gitignore",
+    ):
+        assert (mem / name).is_file(), name
+    assert "runs/" in (mem / ".gitignore").read_text()
+    # every JSON file is deterministic, sorted, 2-space, newline-terminated
+    for p in mem.rglob("*.json"):
+        if "runs" in p.parts:
+            continue
+        data = p.read_bytes()
+        assert (
+            data
+            == orjson.dumps(orjson.loads(data), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        )
+
+
+def test_cooperative_agent_relaunches_without_losing_or_repeating_steps(project: Path) -> None:
+    res = aether(
+        "run",
+        "--objective",
+        "do the steps",
+        "--context-window",
+        WINDOW,
+        "--",
+        *agent_cmd("stepper.py", "--steps", "60", "--payload", "800", "--delay", "0.02"),
+    )
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert steps_done(project) == list(range(1, 61))  # nothing lost, nothing repeated
+    eps = episodes_launched(project)
+    assert eps == list(range(1, len(eps) + 1)) and len(eps) >= 3
+    cks = checkpoints(project)
+    assert {c["session_id"] for c in cks} == {cks[0]["session_id"]}
+    assert [c["trigger"] for c in cks[:-1]] == ["budget"] * (len(cks) - 1)
+    assert cks[-1]["trigger"] == "done"
+    assert all(c["distiller"] == "agent" for c in cks[:-1])
+    for ep in eps:
+        env = read_json(project / f"env_{ep}.json")
+        start = read_json(project / f"start_{ep}.json")
+        assert env["AETHER_PROTOCOL"] == "1"
+        assert env["AETHER_EPISODE"] == str(ep)
+        assert env["AETHER_SESSION"] == cks[0]["session_id"] == start["session"]
+        assert Path(env["AETHER_MEMORY_DIR"]) == project / ".memory"
+        assert env["prompt_file_text"] == start["prompt"]
+        assert start["type"] == "start" and start["episode"] == ep
+        if ep > 1:
+            prompt = start["prompt"]
+            assert env["AETHER_CHECKPOINT"] == start["checkpoint"]
+            assert "do the steps" in prompt
+            assert "Never touch prod.db" in prompt  # pinned fact
+            assert re.search(r"do next step #\d+", prompt)  # next action verbatim
+            assert env["AETHER_CHECKPOINT"] in prompt
+        else:
+            assert env["AETHER_CHECKPOINT"] == ""
+    ledger = next((project / ".memory" / "runs").glob("*.jsonl"))
+    launches = [r for r in map(orjson.loads, ledger.read_bytes().splitlines()) if r["kind"] == "launch"]
+    assert all(r["prompt_tokens"] < 0.25 * int(WINDOW) for r in launches)
+    cont = read_json(project / ".memory" / "session_continuity.json")
+    assert cont["status"] == "done"
+    pm = read_json(project / ".memory" / "project_memory.json")
+    assert any(f["key"] == "rule" and f["pinned"] for f in pm["facts"])
+    assert_memory_contract(project)
+    st = aether("status", "--json")
+    assert st.returncode == 0 and orjson.loads(st.stdout)["state"] == "done"
+    ck = aether("checkpoints", "--json")
+    assert ck.returncode == 0 and len(orjson.loads(ck.stdout)) == len(cks)
+
+
+def test_silent_agent_is_stopped_and_distilled_by_rules(project: Path) -> None:
+    res = aether(
+        "run",
+        "--objective",
+        "do the steps",
+        "--context-window",
+        WINDOW,
+        "--checkpoint-timeout",
+        "1",
+        "--",
+        *agent_cmd("stepper.py", "--steps", "60", "--payload", "800", "--silent", "--delay", "0.1"),
+        env=FAST_ENV,
+    )
+    assert res.returncode == 0, res.stderr + res.stdout
+    done = steps_done(project)
+    assert set(done) == set(range(1, 61))  # nothing lost
+    # A silent agent may redo the step it was in when it was killed: at most one per relaunch.
+    relaunches = len(episodes_launched(project)) - 1
+    assert relaunches >= 1
+    assert len(done) - 60 <= relaunches
+    cks = checkpoints(project)
+    budget = [c for c in cks if c["trigger"] in ("budget", "emergency")]
+    assert budget and all(c["distiller"] == "rules" for c in budget)
+    assert all("did not answer" in c["distiller_note"] for c in budget)
+    assert_memory_contract(project)
+
+
+def test_agent_that_crashes_once_is_restarted(project: Path) -> None:
+    res = aether(
+        "run",
+        "--objective",
+        "do the steps",
+        "--context-window",
+        "20000",
+        "--",
+        *agent_cmd("stepper.py", "--steps", "8", "--crash-at", "5"),
+        env=FAST_ENV,
+    )
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert set(steps_done(project)) == set(range(1, 9))
+    cks = checkpoints(project)
+    crash = [c for c in cks if c["trigger"] == "crash"]
+    assert len(crash) == 1
+    assert "simulated crash" in " ".join(crash[0]["errors"])
+    assert any("do next step #5" in a for a in crash[0]["next_actions"])
+    assert "restart 1/5" in res.stdout
+
+
+def test_crash_loop_stops_with_memory_intact(project: Path) -> None:
+    res = aether(
+        "run",
+        "--objective",
+        "x",
+        "--max-restarts",
+        "2",
+        "--",
+        sys.executable,
+        "-c",
+        "import sys; print('boom'); sys.exit(7)",
+        env=FAST_ENV,
+    )
+    assert res.returncode == 4
+    assert "max-restarts" in res.stdout
+    cont = read_json(project / ".memory" / "session_continuity.json")
+    assert cont["status"] == "crashed"
+    assert len(checkpoints(project)) == 3
+
+
+def _start_background(project: Path, *agent_args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aether_cli",
+            "run",
+            "--objective",
+            "do the steps",
+            "--context-window",
+            WINDOW,
+            "--",
+            *agent_cmd("stepper.py", *agent_args),
+        ],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _wait_for_steps(project: Path, n: int, proc: subprocess.Popen[bytes], limit: float = 60) -> None:
+    end = time.monotonic() + limit
+    while len(steps_done(project)) < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < end, "agent made no progress"
+        time.sleep(0.05)
+
+
+def test_sigkill_of_aether_then_resume_finishes_the_same_session(project: Path) -> None:
+    proc = _start_background(project, "--steps", "30", "--payload", "400", "--delay", "0.05")
+    _wait_for_steps(project, 12, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    st = orjson.loads(aether("status", "--json").stdout)
+    assert st["state"] == "stale"
+    res = aether("resume", env=FAST_ENV)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "recovered" in res.stdout
+    done = steps_done(project)
+    assert set(done) == set(range(1, 31))
+    # Only the step in flight when aether died (and one the orphan finished) may be redone.
+    assert len(done) - 30 <= 2, done
+    recovered = [c for c in checkpoints(project) if "recovered" in c["distiller_note"]]
+    assert len(recovered) == 1 and recovered[0]["trigger"] == "crash"
+    eps = episodes_launched(project)
+    assert eps == list(range(1, len(eps) + 1))
+    sessions = {c["session_id"] for c in checkpoints(project)}
+    assert len(sessions) == 1
+    assert read_json(project / ".memory" / "session_continuity.json")["status"] == "done"
+
+
+def test_ctrl_c_writes_an_interrupt_checkpoint_and_exits_130(project: Path) -> None:
+    proc = _start_background(project, "--steps", "200", "--payload", "50", "--delay", "0.05")
+    _wait_for_steps(project, 3, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err.decode()
+    cks = checkpoints(project)
+    assert cks[-1]["trigger"] == "interrupt"
+    assert read_json(project / ".memory" / "session_continuity.json")["status"] == "stopped"
+    assert b"aether resume" in out
+
+
+def test_agent_command_not_found(project: Path) -> None:
+    res = aether("run", "--objective", "x", "--", "no-such-agent-xyz")
+    assert res.returncode == 1
+    assert res.stderr.strip() == "aether: error: agent command not found: no-such-agent-xyz"
+    assert "Traceback" not in res.stderr
+
+
+def test_agent_that_exits_at_once_with_success_ends_the_run(project: Path) -> None:
+    res = aether("run", "--objective", "x", "--", sys.executable, "-c", "pass")
+    assert res.returncode == 0, res.stderr
+    assert read_json(project / ".memory" / "session_continuity.json")["status"] == "stopped"
+
+
+def test_garbage_output_is_warned_about_and_never_fatal(project: Path) -> None:
+    res = aether(
+        "run",
+        "--objective",
+        "do the steps",
+        "--context-window",
+        "50000",
+        "--",
+        *agent_cmd("stepper.py", "--steps", "3", "--junk"),
+    )
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "refused task id '../../x'" in res.stdout
+    assert "malformed usage event" in res.stdout
+    assert not (project / "x").exists() and not (project.parent / "x").exists()
+    assert not list((project / ".memory").rglob("*x_state.json"))
+    ledger = next((project / ".memory" / "runs").glob("*.jsonl"))
+    recs = [orjson.loads(line) for line in ledger.read_bytes().splitlines()]
+    dropped = [r for r in recs if r.get("dropped_bytes")]
+    assert dropped and dropped[0]["dropped_bytes"] > 1_000_000
+    assert any("\ufffd" in str(r.get("event", {}).get("text", "")) for r in recs)
+    assert steps_done(project) == [1, 2, 3]
+
+
+def test_second_run_on_the_same_memory_is_refused(project: Path) -> None:
+    proc = _start_background(project, "--steps", "200", "--payload", "50", "--delay", "0.05")
+    try:
+        _wait_for_steps(project, 1, proc)
+        res = aether("run", "--objective", "x", "--", sys.executable, "-c", "pass")
+        assert res.returncode == 75
+        assert f"pid {proc.pid}" in res.stderr
+        st = aether("status", "--json")
+        assert st.returncode == 0 and orjson.loads(st.stdout)["state"] == "running"
+        req = aether("checkpoint")
+        assert req.returncode == 0, req.stderr
+        end = time.monotonic() + 30
+        while not any(c["trigger"] == "manual" for c in checkpoints(project)):
+            assert time.monotonic() < end, "manual checkpoint never written"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+
+
+def test_truncated_memory_file_is_reported_not_a_traceback(project: Path) -> None:
+    assert aether("run", "--objective", "x", "--", sys.executable, "-c", "pass").returncode == 0
+    cont = project / ".memory" / "session_continuity.json"
+    cont.write_bytes(cont.read_bytes()[:20])
+    res = aether("status")
+    assert res.returncode == 5
+    assert "session_continuity.json" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_checkpoint_and_resume_without_session(project: Path) -> None:
+    res = aether("resume")
+    assert res.returncode == 1 and "no session to resume" in res.stderr
+    assert aether("run", "--objective", "x", "--", sys.executable, "-c", "pass").returncode == 0
+    res = aether("show", "chk_999")
+    assert res.returncode == 1 and "chk_999" in res.stderr
+    res = aether("resume", "../../etc/passwd")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+OVERFLOW_AGENT = """
+import json, sys
+print(json.dumps({"type": "hello", "agent": "flood"}), flush=True)
+print(json.dumps({"type": "tool_call", "id": "1", "name": "cat", "input": {"path": "big.log"}}), flush=True)
+print(json.dumps({"type": "tool_result", "id": "1", "output": "word " * 5000}), flush=True)
+for line in sys.stdin:
+    if json.loads(line).get("type") == "stop":
+        break
+"""
+
+
+def test_an_agent_that_overflows_at_once_is_stopped_after_three_episodes(project: Path) -> None:
+    res = aether(
+        "run",
+        "--objective",
+        "x",
+        "--context-window",
+        "2000",
+        "--checkpoint-timeout",
+        "0.5",
+        "--",
+        sys.executable,
+        "-c",
+        OVERFLOW_AGENT,
+        env=FAST_ENV,
+    )
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "overflowed" in res.stdout and "--context-window" in res.stdout
+    cks = checkpoints(project)
+    assert len(cks) == 3
+    budgets = [
+        orjson.loads(line)["prompt_tokens"]
+        for line in next((project / ".memory" / "runs").glob("*.jsonl")).read_bytes().splitlines()
+        if orjson.loads(line)["kind"] == "launch"
+    ]
+    assert budgets[0] > budgets[1] > budgets[2]  # the prompt budget shrinks after each overflow
+    assert read_json(project / ".memory" / "session_continuity.json")["status"] == "stopped"
+
+
+def test_max_episodes_stops_resumably(project: Path) -> None:
+    res = aether(
+        "run",
+        "--objective",
+        "do the steps",
+        "--context-window",
+        WINDOW,
+        "--max-episodes",
+        "1",
+        "--",
+        *agent_cmd("stepper.py", "--steps", "60", "--payload", "800", "--delay", "0.02"),
+    )
+    assert res.returncode == 0, res.stderr
+    assert "--max-episodes" in res.stdout
+    assert episodes_launched(project) == [1]
+    assert read_json(project / ".memory" / "session_continuity.json")["status"] == "stopped"
+    # The cap holds for each invocation: every resume runs one more episode.
+    for _ in range(6):
+        res = aether("resume")
+        assert res.returncode == 0, res.stderr
+        if read_json(project / ".memory" / "session_continuity.json")["status"] == "done":
+            break
+    assert steps_done(project) == list(range(1, 61))
+    assert len(episodes_launched(project)) >= 3
+
+
+def test_init_show_drop(project: Path) -> None:
+    res = aether("init")
+    assert res.returncode == 0 and "created" in res.stdout
+    assert aether("init").stdout.strip().endswith("already set up")
+    res = aether(
+        "run",
+        "--objective",
+        "do the steps",
+        "--context-window",
+        WINDOW,
+        "--",
+        *agent_cmd("stepper.py", "--steps", "60", "--payload", "800", "--delay", "0.02"),
+    )
+    assert res.returncode == 0
+    ids = [c["id"] for c in checkpoints(project)]
+    assert len(ids) >= 2
+    shown = aether("show", ids[0][:10], "--json")
+    assert shown.returncode == 0 and orjson.loads(shown.stdout)["id"] == ids[0]
+    assert "next actions" in aether("show", ids[0]).stdout
+    refused = aether("drop", ids[-1])
+    assert refused.returncode != 0 and "--force" in refused.stderr
+    assert aether("drop", ids[0]).returncode == 0
+    assert not (project / ".memory" / "checkpoints" / f"{ids[0]}.json").exists()
+    ambiguous = aether("show", "chk_")
+    assert ambiguous.returncode == 2
+
+
+def test_templates_ship_inside_the_wheel(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(repo)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    wheel = next(dist.glob("aether_cli-*.whl"))
+    unpacked = tmp_path / "site"
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        assert "aether_cli/templates/rehydrate.md" in names and "aether_cli/templates/start.md" in names
+        assert "aether_cli/schemas/start.schema.json" in names
+        zf.extractall(unpacked)
+    code = (
+        "import aether_cli, sys; from aether_cli.rehydrate import load_template;"
+        "assert aether_cli.__file__.startswith(sys.argv[1]), aether_cli.__file__;"
+        "print(load_template('rehydrate.md', None)[:40])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(unpacked)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(unpacked)},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip()
