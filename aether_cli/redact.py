@@ -41,6 +41,11 @@ def _mark(kind: str) -> str:
 # almost never has this word-like shape.
 _WORDISH_PART = re.compile(r"(?:[A-Za-z][a-z]*|[A-Z]+)[0-9]{0,3}|[0-9]{1,3}")
 _PLACEHOLDER_PREFIXES = ("$", "%", "<", "{{", "/", "./", "../", "~/", "*", MARK_PREFIX)
+_WHITESPACE = re.compile(r"\s")
+_LOWER = re.compile(r"[^\W\d_A-Z]")  # a lowercase (or uncased non-ASCII) letter
+_UPPER = re.compile(r"[A-Z]")
+_DIGIT = re.compile(r"[0-9]")
+_OTHER = re.compile(r"[^A-Za-z0-9]")
 
 
 _C_LOG_C = [0.0, 0.0] + [c * math.log2(c) for c in range(2, 256)]
@@ -83,13 +88,6 @@ def looks_random(value: str) -> bool:
     if _identifier_like(value):
         return False
     return _entropy(value) >= min(3.0, 0.85 * math.log2(n))
-
-
-_WHITESPACE = re.compile(r"\s")
-_LOWER = re.compile(r"[^\W\d_A-Z]")
-_UPPER = re.compile(r"[A-Z]")
-_DIGIT = re.compile(r"[0-9]")
-_OTHER = re.compile(r"[^A-Za-z0-9]")
 
 
 def _has_letter_and_digit(value: str) -> bool:

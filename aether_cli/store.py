@@ -288,8 +288,11 @@ class MemoryStore:
     def _ensure_dir(self, path: Path) -> bool:
         """Make `path` (and the root) if missing; True if it was created."""
         if path == self.root:
-            if self._check_dir(path) if os.path.islink(path) else self.root.is_dir():
+            # The root itself may be a symlink the user made; only what is inside must not be.
+            if path.is_dir():
                 return False
+            if os.path.lexists(path):
+                raise CorruptMemoryError(f"{path}: not a directory")
             os.makedirs(path, exist_ok=True)
             return True
         self._ensure_dir(self.root)
@@ -311,11 +314,13 @@ class MemoryStore:
         """Create whatever part of the layout is missing; return what was created (relative paths).
 
         Never overwrites an existing file, so it is safe to run again. Folders
-        are listed with a trailing "/". `config_toml` (checked to be valid
-        TOML) replaces the commented default config. Leftover temp files of
-        killed writers are swept.
+        are listed with a trailing "/". `config_toml` (redacted, and checked
+        to be valid TOML) replaces the commented default config. Leftover
+        temp files of killed writers are swept.
         """
         if config_toml is not None:
+            # Settings can carry an agent argv with a key in it; config.toml is committed.
+            config_toml = redact_text(config_toml)
             try:
                 tomllib.loads(config_toml)
             except tomllib.TOMLDecodeError as exc:

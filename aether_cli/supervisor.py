@@ -121,6 +121,7 @@ class _EpisodeState:
     can_rehydrate: bool = False
     want: tuple[str, bool] | None = None  # (trigger, urgent)
     agent_checkpoints: int = 0
+    dirty_tasks: dict[str, str] = field(default_factory=dict)
     warnings: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -519,13 +520,16 @@ class Supervisor:
                         mode, deadline = "requested", now + s.checkpoint_timeout
             elif mode == "requested":
                 answered = st.agent_checkpoints > request_mark
-                if st.want and st.want[1]:  # emergency while waiting
-                    trigger = st.want[0]
-                    answered = False
+                # An emergency while waiting ends the wait, but an answer that already
+                # came is still the agent's quiesced state: use it.
+                emergency = bool(st.want and st.want[1]) and not answered
                 if answered and st.can_rehydrate:
                     return _Outcome("inplace", trigger=trigger)
-                if answered or now >= deadline or (st.want and st.want[1]):
-                    if not answered:
+                if answered or emergency or now >= deadline:
+                    if emergency:
+                        trigger = "emergency"
+                        st.extra["note"] = "agent did not answer before the emergency threshold"
+                    elif not answered:
                         st.extra["note"] = (
                             f"agent did not answer checkpoint_request within {s.checkpoint_timeout:g}s"
                         )
@@ -643,9 +647,10 @@ class Supervisor:
         if isinstance(ev, P.Usage):
             st.budget.report(ev.context_tokens)
         if isinstance(ev, P.TaskUpdate):
-            task = st.log.tasks.get(ev.id)
-            if task is not None:
-                self.store.write_task({**task, "id": ev.id, "updated_at": utc_now()})
+            # Task files are written in batches (heartbeat, checkpoint, episode end): an fsync
+            # per event would let a chatty agent outrun us. The ledger already holds every
+            # update, and recovery replays it, so a kill loses nothing.
+            st.dirty_tasks[ev.id] = utc_now()
             if s.checkpoint_on_task_done and ev.fields.get("status") == "done":
                 st.want = st.want or ("task_done", False)
         if isinstance(ev, P.ToolCall) and st.budget.step():
@@ -677,7 +682,16 @@ class Supervisor:
     # ------------------------------------------------------------ checkpoints
 
     def _checkpoint(self, trigger: str, st: _EpisodeState, note: str = "") -> dict[str, Any]:
+        self._flush_tasks(st.log, st.dirty_tasks)
         return self._write_checkpoint(trigger, st.log, st.budget, note=note)
+
+    def _flush_tasks(self, log: EpisodeLog, dirty: dict[str, str]) -> None:
+        """Write the task files changed since the last flush."""
+        for task_id, stamp in dirty.items():
+            task = log.tasks.get(task_id)
+            if task is not None:
+                self.store.write_task({**task, "id": task_id, "updated_at": stamp})
+        dirty.clear()
 
     def _write_checkpoint(
         self,
@@ -755,6 +769,7 @@ class Supervisor:
             objective=self.settings.objective, prior_tasks={t["id"]: t for t in self.store.list_tasks()}
         )
         used = 0
+        dirty: dict[str, str] = {}
         path = self.store.ledger_path(self.session_id)
         if path.exists():
             for rec in read_ledger(path):
@@ -765,11 +780,17 @@ class Supervisor:
                         prior_tasks={t["id"]: t for t in self.store.list_tasks()},
                     )
                     used = 0
+                    dirty.clear()
                 elif kind == "event" and isinstance(rec.get("event"), dict):
                     ev = P.decode_obj(rec["event"], "")
+                    if isinstance(ev, P.TaskUpdate):
+                        if not self.store.valid_task_id(ev.id):
+                            continue
+                        dirty[ev.id] = str(rec.get("ts") or utc_now())
                     log.add(ev)
                     text = P.counted_text(ev)
                     used += self.counter.count(text) if text else 0
+        self._flush_tasks(log, dirty)
         budget = Budget(window=self.settings.window, soft_at=1, checkpoint_at=1, emergency_at=1)
         budget.reset(used)
         ck = self._write_checkpoint(
@@ -838,6 +859,7 @@ class Supervisor:
 
     def _heartbeat(self, st: _EpisodeState, mode: str) -> None:
         self._last_beat = self.clock()
+        self._flush_tasks(st.log, st.dirty_tasks)
         self._last_fraction = st.budget.fraction
         self.store.write_heartbeat(
             {

@@ -200,9 +200,7 @@ def test_readers_see_the_old_complete_file_while_a_writer_is_paused(
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", paused_replace)
-    writer = threading.Thread(
-        target=jsonio.atomic_write, args=(target, jsonio.dumps({"v": "new" * 10000}))
-    )
+    writer = threading.Thread(target=jsonio.atomic_write, args=(target, jsonio.dumps({"v": "new" * 10000})))
     writer.start()
     try:
         assert at_rename.wait(timeout=30)

@@ -24,10 +24,11 @@ URLSAFE = ALNUM + "-_"
 
 
 def rand(n: int, alphabet: str = ALNUM) -> str:
-    """A random string that certainly mixes letters and digits."""
+    """A random string; mixing letters and digits whenever the alphabet has both."""
+    mixed = any(c.isdigit() for c in alphabet) and any(c.isalpha() for c in alphabet)
     while True:
         value = "".join(RNG.choice(alphabet) for _ in range(n))
-        if any(c.isdigit() for c in value) and any(c.isalpha() for c in value):
+        if not mixed or (any(c.isdigit() for c in value) and any(c.isalpha() for c in value)):
             return value
 
 
@@ -56,8 +57,7 @@ OPENAI_PROJ = "sk-proj-" + rand(40, URLSAFE) + "T3BlbkFJ" + rand(40, URLSAFE)
 ANTHROPIC = "sk-ant-api03-" + rand(90, URLSAFE) + "-" + rand(6) + "AA"
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
-    "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ."
-    + rand(43, URLSAFE)
+    "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ." + rand(43, URLSAFE)
 )
 RSA_BLOCK, RSA_BODY = pem("RSA PRIVATE KEY")
 OPENSSH_BLOCK, OPENSSH_BODY = pem("OPENSSH PRIVATE KEY")
@@ -86,7 +86,7 @@ CORPUS: list[tuple[str, str, str]] = [
     (f"restricted {STRIPE_RESTRICTED}", STRIPE_RESTRICTED, "stripe_key"),
     (f"STRIPE_KEY={STRIPE_TEST}", STRIPE_TEST, "stripe_key"),
     (f"OPENAI_API_KEY={OPENAI}", OPENAI, "api_key"),
-    (f"client = OpenAI(api_key=\"{OPENAI_PROJ}\")", OPENAI_PROJ, "api_key"),
+    (f'client = OpenAI(api_key="{OPENAI_PROJ}")', OPENAI_PROJ, "api_key"),
     (f"x-api-key: {ANTHROPIC}\n", ANTHROPIC, "api_key"),
     (f"Authorization: Bearer {JWT}", JWT, "jwt"),
     (f"cookie session={JWT}; Path=/", JWT, "jwt"),
@@ -112,7 +112,9 @@ CORPUS: list[tuple[str, str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("text", "secret", "kind"), CORPUS, ids=[f"{i}-{c[2]}" for i, c in enumerate(CORPUS)])
+@pytest.mark.parametrize(
+    ("text", "secret", "kind"), CORPUS, ids=[f"{i}-{c[2]}" for i, c in enumerate(CORPUS)]
+)
 def test_every_synthetic_secret_is_redacted(text: str, secret: str, kind: str) -> None:
     out = redact_text(text)
     assert secret not in out
@@ -140,12 +142,12 @@ def test_a_corpus_in_one_big_string_is_fully_redacted() -> None:
 ORDINARY = [
     "def get_token(self) -> str:\n    return self._token\n",
     "password=changeme",
-    "password: hunter22",  # fewer than 8 random-looking characters after the name
+    "password: hunter2",  # fewer than 8 characters
     "token_count=12",
     "max_tokens = 4096",
     "tokens: 128000",
     "api_key = os.environ['API_KEY']",
-    "api_key = os.getenv(\"API_KEY\")",
+    'api_key = os.getenv("API_KEY")',
     "token = self.token",
     "secret_key = settings.SECRET_KEY",
     "password = hashlib.sha256(raw).hexdigest()",
@@ -198,23 +200,50 @@ def test_a_megabyte_of_ordinary_code_is_unchanged() -> None:
 
 
 def test_a_secret_inside_a_megabyte_of_base64_is_found() -> None:
-    noise = "".join(RNG.choice(B64) for _ in range(1_000_000))
+    noise = "".join(RNG.choices(B64, k=1_000_000))
     out = redact_text(noise[:500_000] + f" token={TOKEN_VALUE} " + noise[500_000:])
     assert TOKEN_VALUE not in out
     assert "[REDACTED:token]" in out
 
 
 def test_many_unterminated_key_headers_do_not_blow_up() -> None:
-    text = "-----BEGIN PRIVATE KEY-----\n" * 2000 + "x" * 200_000
+    tail = "the log goes on. " * 20_000
+    text = "-----BEGIN PRIVATE KEY-----\n" * 2000 + tail
     out = redact_text(text)
     assert "BEGIN PRIVATE KEY" not in out
-    assert out.endswith("x" * 1000)
+    assert out.endswith(tail)
 
 
 SECRET_FRAGMENTS = [
-    GHP, JWT, OPENAI, AWS_ID, STRIPE_LIVE, RSA_BLOCK, PKCS8_TRUNCATED, f"://u:{URL_PW}@h",
-    "password=", "token: ", "API_KEY=", '"secret": "', "Bearer ", "sk-", "ghp_", "eyJ", "[REDACTED:",
-    "AKIA", "://", ":", "@", "=", '"', "'", " ", "\n", "-----END PRIVATE KEY-----", KEY_VALUE, "İ",
+    GHP,
+    JWT,
+    OPENAI,
+    AWS_ID,
+    STRIPE_LIVE,
+    RSA_BLOCK,
+    PKCS8_TRUNCATED,
+    f"://u:{URL_PW}@h",
+    "password=",
+    "token: ",
+    "API_KEY=",
+    '"secret": "',
+    "Bearer ",
+    "sk-",
+    "ghp_",
+    "eyJ",
+    "[REDACTED:",
+    "AKIA",
+    "://",
+    ":",
+    "@",
+    "=",
+    '"',
+    "'",
+    " ",
+    "\n",
+    "-----END PRIVATE KEY-----",
+    KEY_VALUE,
+    "İ",
 ]
 
 
@@ -227,9 +256,7 @@ def test_redaction_is_idempotent(text: str) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.text())
-def test_text_without_secret_shapes_is_unchanged(text: str) -> None:
-    # Short random text cannot hold an 8+ character random value after a keyword
-    # or any of the prefixed shapes, unless hypothesis builds one.
+def test_redaction_changes_nothing_but_what_it_marks(text: str) -> None:
     out = redact_text(text)
     assert redact_text(out) == out
     if "[REDACTED:" not in out:
@@ -250,7 +277,11 @@ def test_redact_obj_redacts_every_string_and_keeps_the_shape() -> None:
     out = redact_obj(value)
     assert out["output"] == "export GITHUB_TOKEN=[REDACTED:github_token]"
     assert out["nested"] == [
-        {"cmd": ["curl", "-H", "Authorization: Bearer [REDACTED:jwt]"]}, 3, 1.5, None, True,
+        {"cmd": ["curl", "-H", "Authorization: Bearer [REDACTED:jwt]"]},
+        3,
+        1.5,
+        None,
+        True,
     ]
     assert out[f"key with {AWS_ID}"] == "dict keys are kept as they are"
     assert out["tuple"] == ["a", "[REDACTED:api_key]"]
@@ -260,17 +291,19 @@ def test_redact_obj_redacts_every_string_and_keeps_the_shape() -> None:
 
 
 def test_redact_obj_uses_the_key_to_redact_a_bare_value() -> None:
-    out = redact_obj({
-        "password": PASSWORD_VALUE,
-        "GITHUB_TOKEN": TOKEN_VALUE,
-        "db_secret": SECRET_VALUE,
-        "api_key": KEY_VALUE,
-        "token": "changeme",
-        "tokens": 5,
-        "tokenizer": "cl100k_base",
-        "checkpoint_tokens": 812,
-        "key": "project_objective",
-    })
+    out = redact_obj(
+        {
+            "password": PASSWORD_VALUE,
+            "GITHUB_TOKEN": TOKEN_VALUE,
+            "db_secret": SECRET_VALUE,
+            "api_key": KEY_VALUE,
+            "token": "changeme",
+            "tokens": 5,
+            "tokenizer": "cl100k_base",
+            "checkpoint_tokens": 812,
+            "key": "project_objective",
+        }
+    )
     assert out == {
         "password": "[REDACTED:password]",
         "GITHUB_TOKEN": "[REDACTED:token]",

@@ -393,7 +393,7 @@ def test_an_agent_that_overflows_at_once_is_stopped_after_three_episodes(project
     cks = checkpoints(project)
     assert len(cks) == 3
     budgets = [
-        orjson.loads(line)["prompt_tokens"]
+        orjson.loads(line)["prompt_budget"]
         for line in next((project / ".memory" / "runs").glob("*.jsonl")).read_bytes().splitlines()
         if orjson.loads(line)["kind"] == "launch"
     ]
@@ -487,3 +487,73 @@ def test_templates_ship_inside_the_wheel(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip()
+
+
+def test_usage_events_are_authoritative_and_mark_the_tokenizer_reported(project: Path) -> None:
+    # Tiny payloads: aether's own count stays low, only the agent's usage figure crosses 80%.
+    res = aether(
+        "run",
+        "--objective",
+        "do the steps",
+        "--context-window",
+        WINDOW,
+        "--",
+        *agent_cmd("stepper.py", "--steps", "30", "--payload", "12", "--usage", "300", "--delay", "0.02"),
+    )
+    assert res.returncode == 0, res.stderr
+    assert steps_done(project) == list(range(1, 31))
+    budget = [c for c in checkpoints(project) if c["trigger"] == "budget"]
+    assert budget and all(c["tokenizer"] == "reported" for c in budget)
+    assert all(c["metrics"]["episode_tokens"] >= 0.8 * int(WINDOW) for c in budget)
+
+
+def test_an_agent_with_the_rehydrate_capability_resets_in_place(project: Path) -> None:
+    res = aether(
+        "run",
+        "--objective",
+        "do the steps",
+        "--context-window",
+        WINDOW,
+        "--",
+        *agent_cmd("stepper.py", "--steps", "60", "--payload", "800", "--delay", "0.05", "--rehydrate"),
+    )
+    assert res.returncode == 0, res.stderr
+    assert steps_done(project) == list(range(1, 61))
+    assert episodes_launched(project) == [1]  # one process for the whole run
+    rehydrated = (project / "rehydrated.log").read_text().split("\n")[:-1]
+    ids = [c["id"] for c in checkpoints(project) if c["trigger"] == "budget"]
+    assert [line.split()[1] for line in rehydrated] == ids
+    assert [int(line.split()[0]) for line in rehydrated] == list(range(2, len(ids) + 2))
+
+
+def test_step_and_error_triggers(project: Path) -> None:
+    res = aether(
+        "run",
+        "--objective",
+        "do the steps",
+        "--max-steps",
+        "4",
+        "--checkpoint-on-error",
+        "--",
+        *agent_cmd("stepper.py", "--steps", "10", "--error-at", "6", "--delay", "0.02"),
+    )
+    assert res.returncode == 0, res.stderr
+    assert set(steps_done(project)) == set(range(1, 11))
+    triggers = [c["trigger"] for c in checkpoints(project)]
+    assert "steps" in triggers and "error" in triggers
+    err = next(c for c in checkpoints(project) if c["trigger"] == "error")
+    assert "E: disk full at /tmp/x" in err["errors"]
+
+
+def test_secrets_never_reach_memory(project: Path) -> None:
+    res = aether(
+        "run", "--objective", "do the steps", "--", *agent_cmd("stepper.py", "--steps", "2", "--secret")
+    )
+    assert res.returncode == 0, res.stderr
+    for path in (project / ".memory").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"AKIAQWERTYUIOPASDFGH" not in data, path
+            assert b"ghp_a1B2c3D4" not in data, path
+    ledger = next((project / ".memory" / "runs").glob("*.jsonl")).read_text()
+    assert "REDACTED" in ledger

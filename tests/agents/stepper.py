@@ -12,6 +12,10 @@ resumes from the lowest "next step #N" in its launch prompt.
     --junk           print garbage, invalid UTF-8, a huge line and a bad task id first
     --no-stdin       never read stdin at all
     --delay S        sleep per step
+    --usage N        report the context size with `usage` events: N tokens more per step
+    --rehydrate      offer the `rehydrate` capability: reset in place instead of exiting
+    --error-at K     the tool call of step K fails (is_error) once
+    --secret         print a fake AWS key and GitHub token in a message
 """
 
 from __future__ import annotations
@@ -32,13 +36,25 @@ def emit(obj: dict) -> None:
     sys.stdout.flush()
 
 
+_buf = b""
+
+
 def read_cmd(timeout: float) -> dict | None:
-    ready, _, _ = select.select([sys.stdin], [], [], timeout)
-    if not ready:
-        return None
-    line = sys.stdin.readline()
-    if not line:
-        return {"type": "eof"}
+    """The next command line, or None after `timeout` seconds.
+
+    Reads the fd itself: select() on a buffered sys.stdin would miss a second
+    line that arrived in the same chunk as the first.
+    """
+    global _buf
+    while b"\n" not in _buf:
+        ready, _, _ = select.select([0], [], [], timeout)
+        if not ready:
+            return None
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return {"type": "eof"}
+        _buf += chunk
+    line, _buf = _buf.split(b"\n", 1)
     try:
         return json.loads(line)
     except ValueError:
@@ -54,6 +70,10 @@ def main() -> int:
     ap.add_argument("--junk", action="store_true")
     ap.add_argument("--no-stdin", action="store_true")
     ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--usage", type=int, default=0)
+    ap.add_argument("--rehydrate", action="store_true")
+    ap.add_argument("--error-at", type=int, default=0)
+    ap.add_argument("--secret", action="store_true")
     args = ap.parse_args()
 
     episode = int(os.environ.get("AETHER_EPISODE", "0"))
@@ -72,7 +92,12 @@ def main() -> int:
     marks = [int(m) for m in MARK.findall(prompt)]
     step = min(marks) if marks else 1
 
-    emit({"type": "hello", "agent": "stepper"})
+    emit({"type": "hello", "agent": "stepper", "capabilities": ["rehydrate"] if args.rehydrate else []})
+    if args.secret:
+        key = "AKIA" + "QWERTYUIOPASDFGH"
+        token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+        emit({"type": "message", "role": "assistant", "text": f"using {key} and {token} for the deploy"})
+    context = 0
     if episode == 1:
         emit(
             {
@@ -111,6 +136,14 @@ def main() -> int:
                     c = read_cmd(30.0)
                     if c is None or c.get("type") in ("stop", "eof"):
                         return 0
+                    if c.get("type") == "rehydrate":
+                        episode = c["episode"]
+                        with open("rehydrated.log", "a") as f:
+                            f.write(f"{episode} {c['checkpoint']}\n")
+                        step = min(int(m) for m in MARK.findall(c["prompt"]))
+                        context = 0
+                        break
+                continue
             elif cmd and cmd.get("type") in ("stop", "eof") and not args.silent:
                 return 0
         elif args.delay:
@@ -127,13 +160,22 @@ def main() -> int:
                 "input": {"step": step, "path": f"src/step_{step}.py"},
             }
         )
-        emit(
-            {
-                "type": "tool_result",
-                "id": f"c{step}",
-                "output": f"step {step} output " + "lorem ipsum " * (args.payload // 12),
-            }
-        )
+        if step == args.error_at and not os.path.exists("errored.marker"):
+            open("errored.marker", "w").close()
+            emit(
+                {
+                    "type": "tool_result",
+                    "id": f"c{step}",
+                    "output": "E: disk full at /tmp/x",
+                    "is_error": True,
+                }
+            )
+            continue
+        output = f"step {step} output " + "lorem ipsum " * (args.payload // 12)
+        emit({"type": "tool_result", "id": f"c{step}", "output": output})
+        if args.usage:
+            context += args.usage
+            emit({"type": "usage", "context_tokens": context})
         with open("steps.log", "a") as f:
             f.write(f"step {step} episode {episode}\n")
         emit(
