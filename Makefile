@@ -23,7 +23,7 @@ demo: $(STAMP)
 	cd $(DEMO_DIR) && ../$(BIN)/aether run \
 		--objective "Index the aether package into a Markdown report" \
 		--context-window 3000 -- \
-		../$(BIN)/python -m aether_cli.demo_agent ../aether_cli --report report.md --delay 0.05
+		../$(BIN)/python -m aether_cli.demo_agent ../aether_cli --report report.md --delay 0.15
 	@echo
 	cd $(DEMO_DIR) && ../$(BIN)/aether status
 	cd $(DEMO_DIR) && ../$(BIN)/aether checkpoints

@@ -269,12 +269,8 @@ class EpisodeLog:
                 task[key] = value
         if tid not in self.tasks_touched:
             self.tasks_touched.append(tid)
-        # The files a task names are the files it works on: keep them with the
-        # modified ones so a relaunch knows where the work is.
-        files = ev.fields.get("files")
-        if isinstance(files, list):
-            for path in files[:MAX_TASK_FILES]:
-                _add_path(self.files_modified, path)
+        # A task's `files` stay in its own state: they say which files the task
+        # concerns, not whether anything read or changed them.
 
     def _memory_op(self, ev: MemoryOp) -> None:
         # Only the last op per key matters: "add" replaces a fact, "remove"

@@ -25,9 +25,7 @@ MAX_SHOWN = 240
 
 def make_console(file: TextIO | None = None, *, stderr: bool = False) -> Console:
     """A console on stdout (or stderr); Rich detects TTY, NO_COLOR and TERM=dumb."""
-    return Console(
-        file=file or (sys.stderr if stderr else sys.stdout), highlight=False, soft_wrap=True
-    )
+    return Console(file=file or (sys.stderr if stderr else sys.stdout), highlight=False, soft_wrap=True)
 
 
 def _short(text: str, limit: int = MAX_SHOWN) -> str:
@@ -84,9 +82,7 @@ class TerminalReporter:
                 f": {_short(title, 120)}" if title else "",
             )
         if isinstance(ev, P.Done):
-            return Text.assemble(
-                ("  ✓ done", "green"), f" {_short(ev.summary)}" if ev.summary else ""
-            )
+            return Text.assemble(("  ✓ done", "green"), f" {_short(ev.summary)}" if ev.summary else "")
         if isinstance(ev, P.Text):
             return Text("  " + _short(ev.text), style="dim")
         if isinstance(ev, P.Log) and ev.level in ("warning", "error", "critical"):
@@ -123,51 +119,57 @@ class TerminalReporter:
             self._live = None
 
 
+def _add(table: Table, *cells: Any) -> None:
+    """Add a row; plain strings become Text so agent-made text is never read as Rich markup."""
+    table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
+
+
 def status_view(data: dict[str, Any]) -> list[Any]:
     """Renderables for `aether status` from the status dict."""
     out: list[Any] = []
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("session", data.get("session_id") or "-")
+    _add(head, "session", data.get("session_id") or "-")
     state = data.get("state", "-")
-    style = {"running": "green", "done": "green", "crashed": "red", "stale": "red"}.get(
-        state, "yellow"
-    )
-    head.add_row(
+    style = {"running": "green", "done": "green", "crashed": "red", "stale": "red"}.get(state, "yellow")
+    _add(
+        head,
         "state",
         Text(state + (f" ({data['state_note']})" if data.get("state_note") else ""), style=style),
     )
     if data.get("objective"):
-        head.add_row("objective", _short(data["objective"], 200))
-    head.add_row("episode", str(data.get("episode", "-")))
+        _add(head, "objective", _short(data["objective"], 200))
+    _add(head, "episode", str(data.get("episode", "-")))
     ctx = data.get("context") or {}
     if ctx:
         frac = ctx.get("fraction", 0.0)
-        head.add_row(
+        _add(
+            head,
             "context",
-            f"{bar(frac)} {frac:.1%} of {ctx.get('window', 0):,} tokens"
-            f" ({ctx.get('source', 'counted')})",
+            f"{bar(frac)} {frac:.1%} of {ctx.get('window', 0):,} tokens ({ctx.get('source', 'counted')})",
         )
-    head.add_row("tokenizer", data.get("tokenizer", "-"))
+    _add(head, "tokenizer", data.get("tokenizer", "-"))
     if data.get("tokenizer_note"):
-        head.add_row("", Text(data["tokenizer_note"], style="yellow"))
-    head.add_row("restarts", str(data.get("restarts", 0)))
+        _add(head, "", Text(data["tokenizer_note"], style="yellow"))
+    _add(head, "restarts", str(data.get("restarts", 0)))
     ck = data.get("last_checkpoint")
     if ck:
-        head.add_row(
+        _add(
+            head,
             "checkpoint",
             f"{ck['id']} ({ck.get('trigger')}, {ck.get('distiller')}) {ck.get('created_at', '')}",
         )
         if ck.get("compression"):
-            head.add_row(
+            _add(
+                head,
                 "compression",
                 f"{ck.get('episode_tokens')} → {ck.get('checkpoint_tokens')} "
                 f"tokens ({ck['compression']:.1f}x)",
             )
     else:
-        head.add_row("checkpoint", "none yet")
-    head.add_row("checkpoints", str(data.get("checkpoints", 0)))
+        _add(head, "checkpoint", "none yet")
+    _add(head, "checkpoints", str(data.get("checkpoints", 0)))
     out.append(head)
     tasks = data.get("tasks") or []
     if tasks:
@@ -175,7 +177,8 @@ def status_view(data: dict[str, Any]) -> list[Any]:
         for col in ("task", "status", "progress", "next action"):
             t.add_column(col)
         for task in tasks:
-            t.add_row(
+            _add(
+                t,
                 task["id"],
                 task.get("status", ""),
                 f"{float(task.get('progress') or 0):.0%}",
@@ -188,16 +191,19 @@ def status_view(data: dict[str, Any]) -> list[Any]:
 def checkpoints_view(rows: list[dict[str, Any]]) -> Table:
     """A table of checkpoints, oldest first."""
     t = Table(show_edge=False, pad_edge=False)
-    for col in ("id", "episode", "trigger", "distiller", "tokens", "created"):
-        t.add_column(col)
+    t.add_column("id", no_wrap=True, min_width=19)
+    for col in ("ep", "trigger", "by", "tokens", "created (UTC)"):
+        t.add_column(col, no_wrap=True)
     for r in rows:
-        t.add_row(
+        created = str(r.get("created_at") or "")
+        _add(
+            t,
             r["id"],
             str(r.get("episode", "")),
             r.get("trigger", ""),
             r.get("distiller", ""),
             f"{r.get('episode_tokens', '?')} → {r.get('checkpoint_tokens', '?')}",
-            r.get("created_at", ""),
+            created[5:16].replace("T", " "),
         )
     return t
 
@@ -220,8 +226,8 @@ def checkpoint_view(ck: dict[str, Any]) -> list[Any]:
         "tokenizer",
     ):
         if ck.get(key) not in (None, ""):
-            head.add_row(key, str(ck[key]))
-    head.add_row("objective", ck.get("objective", ""))
+            _add(head, key, str(ck[key]))
+    _add(head, "objective", ck.get("objective", ""))
     out.append(head)
     for key in ("progress", "next_actions", "errors"):
         items = ck.get(key) or []
@@ -231,7 +237,5 @@ def checkpoint_view(ck: dict[str, Any]) -> list[Any]:
     tasks = ck.get("tasks") or []
     if tasks:
         out.append(Text("tasks", style="bold"))
-        out.extend(
-            Text(f"  {t.get('id')} [{t.get('status')}] {t.get('next_action') or ''}") for t in tasks
-        )
+        out.extend(Text(f"  {t.get('id')} [{t.get('status')}] {t.get('next_action') or ''}") for t in tasks)
     return out

@@ -196,6 +196,7 @@ class Supervisor:
         self._hello_child: Child | None = None
         self._hello_rehydrate = False
         self._force = False
+        self._child: Child | None = None
 
     # ------------------------------------------------------------ public
 
@@ -231,6 +232,9 @@ class Supervisor:
                 self.ui.notice(f"token counts are estimates: {self.counter.note}", "warn")
             return self._loop()
         finally:
+            # On an internal error the agent must not outlive us.
+            if self._child is not None and self._child.poll() is None:
+                self._child.signal_group(signal.SIGKILL)
             self._restore_signals(old_handlers)
             if self._ledger is not None:
                 self._ledger.close()
@@ -411,6 +415,7 @@ class Supervisor:
         )
         self._gen += 1
         child = self.spawn_fn(list(s.command), env=env, cwd=str(self.cwd))
+        self._child = child
         self._start_readers(child, self._gen)
         budget_limit = int(s.window * s.checkpoint_at)
         child.send(
@@ -474,6 +479,7 @@ class Supervisor:
         status: int | None = None
         request_mark = 0
         forwarded = 0
+        last_poll = 0.0
         while True:
             try:
                 kind, gen, payload = self._q.get(timeout=TICK)
@@ -498,8 +504,11 @@ class Supervisor:
                 mode, escalate_at, escalation = "interrupting", now + s.stop_grace, 1
 
             if mode == "run":
-                if self.store.take_checkpoint_request():
-                    st.want = st.want or ("manual", False)
+                # A file check per event would be waste; a few per second is plenty.
+                if now - last_poll >= TICK:
+                    last_poll = now
+                    if self.store.take_checkpoint_request():
+                        st.want = st.want or ("manual", False)
                 if st.log.done is not None:
                     st.want = ("done", True)
                 if s.max_duration is not None and now - self._started >= s.max_duration:
@@ -563,7 +572,10 @@ class Supervisor:
                 if mode in ("requested", "stopping"):
                     if "capped" in st.extra:
                         return _Outcome("capped", note=st.extra["capped"], status=status)
-                    return _Outcome("relaunch", trigger=trigger, status=status, note=st.extra.get("note", ""))
+                    # An answer that came late (after the stop) is still the agent's own state.
+                    late = st.agent_checkpoints > request_mark
+                    note = "" if late else st.extra.get("note", "")
+                    return _Outcome("relaunch", trigger=trigger, status=status, note=note)
                 if status == 0:
                     return _Outcome("finished", status=status)
                 return _Outcome("crashed", status=status)
@@ -853,6 +865,7 @@ class Supervisor:
             "restarts": self.restarts,
             "window": s.window,
             "tokenizer": self.counter.name,
+            "tokenizer_note": self.counter.note,
             "settings": s.to_config(),
         }
         self.store.write_continuity(data)

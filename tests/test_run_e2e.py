@@ -274,12 +274,13 @@ def test_sigkill_of_aether_then_resume_finishes_the_same_session(project: Path) 
     assert read_json(project / ".memory" / "session_continuity.json")["status"] == "done"
 
 
-def test_ctrl_c_writes_an_interrupt_checkpoint_and_exits_130(project: Path) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_writes_an_interrupt_checkpoint(project: Path, signum: int, code: int) -> None:
     proc = _start_background(project, "--steps", "200", "--payload", "50", "--delay", "0.05")
     _wait_for_steps(project, 3, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err.decode()
+    assert proc.returncode == code, err.decode()
     cks = checkpoints(project)
     assert cks[-1]["trigger"] == "interrupt"
     assert read_json(project / ".memory" / "session_continuity.json")["status"] == "stopped"
@@ -557,3 +558,25 @@ def test_secrets_never_reach_memory(project: Path) -> None:
             assert b"ghp_a1B2c3D4" not in data, path
     ledger = next((project / ".memory" / "runs").glob("*.jsonl")).read_text()
     assert "REDACTED" in ledger
+
+
+def test_without_the_encoding_counts_are_estimated_and_status_says_so(project: Path) -> None:
+    env = {"AETHER_TOKENIZER": "estimate"}
+    res = aether(
+        "run",
+        "--objective",
+        "do the steps",
+        "--context-window",
+        WINDOW,
+        "--",
+        *agent_cmd("stepper.py", "--steps", "30", "--payload", "800", "--delay", "0.02"),
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "token counts are estimates" in res.stdout
+    assert steps_done(project) == list(range(1, 31))
+    assert {c["tokenizer"] for c in checkpoints(project)} == {"estimate"}
+    st = aether("status")
+    assert st.returncode == 0 and "estimate" in st.stdout
+    data = orjson.loads(aether("status", "--json").stdout)
+    assert data["tokenizer"] == "estimate" and "AETHER_TOKENIZER" in data["tokenizer_note"]
