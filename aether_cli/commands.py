@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aether_cli import constants as C
-from aether_cli.errors import AetherError, NotFoundError
+from aether_cli.errors import AetherError, LockedError, NotFoundError
 from aether_cli.settings import Settings, build_settings, config_toml
 from aether_cli.store import MemoryStore
 
@@ -57,7 +57,7 @@ def resume_plan(
         raise NotFoundError(f"no session to resume in {store.root} (start one with `aether run`)")
     holder = store.holder()
     if holder is not None:
-        raise AetherError(
+        raise LockedError(
             f"session {cont.get('session_id')} is running now (pid {holder.get('pid')}); "
             "use `aether status` to watch it"
         )

@@ -201,14 +201,15 @@ def read_json(path: Path) -> Any:
         raise CorruptMemoryError(f"{path}: invalid JSON ({exc})") from exc
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists (it may belong to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    except OverflowError:
+    except (OverflowError, ValueError):
         return False
     return True
 
@@ -234,7 +235,7 @@ def sweep_temp_files(folder: Path) -> int:
         stem = name[:-4]
         tag = stem.rsplit(".", 1)[-1] if "." in stem[1:] else ""
         pid_text = tag.split("-", 1)[0]
-        if pid_text.isdigit() and int(pid_text) > 0 and _pid_alive(int(pid_text)):
+        if pid_text.isdigit() and int(pid_text) > 0 and pid_alive(int(pid_text)):
             continue
         try:
             os.unlink(entry.path)

@@ -58,6 +58,7 @@ from aether_cli.jsonio import (
     dumps,
     dumps_line,
     loads,
+    pid_alive,
     read_bytes,
     read_json,
     sweep_temp_files,
@@ -98,17 +99,6 @@ def _utc_now() -> datetime:
 
 # ------------------------------------------------------------- processes
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except (OverflowError, ValueError):
-        return False
-    return True
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -465,7 +455,7 @@ class MemoryStore:
         host = info.get("host")
         if isinstance(host, str) and host != socket.gethostname():
             return info
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return None
         current = _proc_stat(pid)
         if current is not None:

@@ -330,6 +330,8 @@ def test_second_run_on_the_same_memory_is_refused(project: Path) -> None:
         res = aether("run", "--objective", "x", "--", sys.executable, "-c", "pass")
         assert res.returncode == 75
         assert f"pid {proc.pid}" in res.stderr
+        res = aether("resume")
+        assert res.returncode == 75 and "is running now" in res.stderr
         st = aether("status", "--json")
         assert st.returncode == 0 and orjson.loads(st.stdout)["state"] == "running"
         req = aether("checkpoint")
@@ -580,3 +582,21 @@ def test_without_the_encoding_counts_are_estimated_and_status_says_so(project: P
     assert st.returncode == 0 and "estimate" in st.stdout
     data = orjson.loads(aether("status", "--json").stdout)
     assert data["tokenizer"] == "estimate" and "AETHER_TOKENIZER" in data["tokenizer_note"]
+
+
+def test_max_duration_stops_resumably(project: Path) -> None:
+    res = aether(
+        "run",
+        "--objective",
+        "do the steps",
+        "--max-duration",
+        "1",
+        "--",
+        *agent_cmd("stepper.py", "--steps", "500", "--payload", "50", "--delay", "0.05"),
+    )
+    assert res.returncode == 0, res.stderr
+    assert "--max-duration 1s" in res.stdout
+    cks = checkpoints(project)
+    assert cks[-1]["trigger"] == "interrupt" and cks[-1]["distiller"] == "agent"
+    assert read_json(project / ".memory" / "session_continuity.json")["status"] == "stopped"
+    assert 0 < len(steps_done(project)) < 500

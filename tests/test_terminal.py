@@ -83,3 +83,29 @@ def test_quiet_hides_the_agent_but_not_aether(project: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "→ run_step" not in res.stdout
     assert "aether checkpoint" in res.stdout and "aether episode 2" in res.stdout
+
+
+def test_status_watch_refreshes_until_ctrl_c(project: Path) -> None:
+    assert aether("run", "--objective", "x", "--", sys.executable, "-c", "pass").returncode == 0
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aether_cli", "status", "--watch"],
+        cwd=project,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+    os.close(follower)
+    out = b""
+    end = time.monotonic() + 20
+    while b"session" not in out and time.monotonic() < end:
+        if select.select([leader], [], [], 0.2)[0]:
+            out += os.read(leader, 65536)
+    time.sleep(1.5)  # at least one refresh
+    proc.send_signal(2)
+    code = proc.wait(timeout=10)
+    os.close(leader)
+    assert b"session" in out and b"stopped" in out
+    assert code == 0
