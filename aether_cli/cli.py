@@ -89,7 +89,7 @@ def run(
     context_window: Annotated[
         int | None,
         typer.Option(
-            help="The model's context window in tokens [default: from --model, else 128000]."
+            help="Context window in tokens [default: from --model, else the agent's hello, else 128000]."
         ),
     ] = None,
     model: Annotated[

@@ -33,7 +33,7 @@ from aether_cli.episode import EpisodeLog
 from aether_cli.launcher import Child, describe_status, exit_code_of, spawn
 from aether_cli.reader import iter_lines
 from aether_cli.rehydrate import first_prompt, prompt_budget, rehydrate_prompt
-from aether_cli.settings import Settings
+from aether_cli.settings import Settings, window_for_model
 from aether_cli.store import MemoryStore, read_ledger
 from aether_cli.tokens import TokenCounter, estimate_bytes, load_counter
 from aether_cli.workspace import workspace_state
@@ -197,6 +197,15 @@ class Supervisor:
         self._hello_rehydrate = False
         self._force = False
         self._child: Child | None = None
+        self._agent_window = 0
+
+    @property
+    def window(self) -> int:
+        """The context window: the user's (flag or model), else the agent's hello, else the default."""
+        s = self.settings
+        if s.context_window or window_for_model(s.model) or not self._agent_window:
+            return s.window
+        return self._agent_window
 
     # ------------------------------------------------------------ public
 
@@ -356,7 +365,7 @@ class Supervisor:
     def _new_episode_state(self, child: Child, prompt_tokens: int) -> _EpisodeState:
         s = self.settings
         budget = Budget(
-            window=s.window,
+            window=self.window,
             soft_at=s.soft_at,
             checkpoint_at=s.checkpoint_at,
             emergency_at=s.emergency_at,
@@ -375,7 +384,7 @@ class Supervisor:
 
     def _prompt(self) -> Any:
         s = self.settings
-        budget = prompt_budget(s.window, s.prompt_budget)
+        budget = prompt_budget(self.window, s.prompt_budget)
         if self._overflow_streak:
             budget = max(64, budget >> self._overflow_streak)
         facts = self.store.read_project_memory().get("facts", [])
@@ -417,7 +426,7 @@ class Supervisor:
         child = self.spawn_fn(list(s.command), env=env, cwd=str(self.cwd))
         self._child = child
         self._start_readers(child, self._gen)
-        budget_limit = int(s.window * s.checkpoint_at)
+        budget_limit = int(self.window * s.checkpoint_at)
         child.send(
             P.cmd_start(
                 session=self.session_id,
@@ -425,7 +434,7 @@ class Supervisor:
                 objective=s.objective,
                 prompt=prompt.text,
                 checkpoint=ckpt_id,
-                window=s.window,
+                window=self.window,
                 limit=budget_limit,
             )
         )
@@ -640,6 +649,9 @@ class Supervisor:
         elif not isinstance(ev, P.Text | P.Unknown):
             st.speaks_protocol = True
         if isinstance(ev, P.Hello):
+            if ev.context_window and ev.context_window >= 256:
+                self._agent_window = ev.context_window
+                st.budget.window = self.window
             st.can_rehydrate = "rehydrate" in ev.capabilities
             self._hello_child, self._hello_rehydrate = st.child, st.can_rehydrate
         if isinstance(ev, P.CheckpointEvent):
@@ -715,7 +727,7 @@ class Supervisor:
         episode: int | None = None,
     ) -> dict[str, Any]:
         s = self.settings
-        budget = prompt_budget(s.window, s.prompt_budget)
+        budget = prompt_budget(self.window, s.prompt_budget)
         max_tokens = max(2 * budget, 512)
         # An emergency or crash checkpoint is made from what aether saw, but an
         # answer the agent did send is still the better summary if it is valid.
@@ -803,7 +815,7 @@ class Supervisor:
                     text = P.counted_text(ev)
                     used += self.counter.count(text) if text else 0
         self._flush_tasks(log, dirty)
-        budget = Budget(window=self.settings.window, soft_at=1, checkpoint_at=1, emergency_at=1)
+        budget = Budget(window=self.window, soft_at=1, checkpoint_at=1, emergency_at=1)
         budget.reset(used)
         ck = self._write_checkpoint(
             "crash",
@@ -863,7 +875,7 @@ class Supervisor:
             "command": list(s.command),
             "objective": s.objective,
             "restarts": self.restarts,
-            "window": s.window,
+            "window": self.window,
             "tokenizer": self.counter.name,
             "tokenizer_note": self.counter.note,
             "settings": s.to_config(),

@@ -600,3 +600,22 @@ def test_max_duration_stops_resumably(project: Path) -> None:
     assert cks[-1]["trigger"] == "interrupt" and cks[-1]["distiller"] == "agent"
     assert read_json(project / ".memory" / "session_continuity.json")["status"] == "stopped"
     assert 0 < len(steps_done(project)) < 500
+
+
+HELLO_WINDOW_AGENT = """
+import json, sys
+start = json.loads(sys.stdin.readline())
+print(json.dumps({"type": "hello", "agent": "w", "context_window": 3000}), flush=True)
+print(json.dumps({"type": "message", "role": "assistant", "text": "limit " + str(start["budget"]["limit"])}), flush=True)
+print(json.dumps({"type": "done"}), flush=True)
+"""
+
+
+def test_the_agents_hello_window_is_used_when_the_user_gave_none(project: Path) -> None:
+    res = aether("run", "--objective", "x", "--", sys.executable, "-c", HELLO_WINDOW_AGENT)
+    assert res.returncode == 0, res.stderr
+    assert read_json(project / ".memory" / "session_continuity.json")["window"] == 3000
+    res = aether(
+        "run", "--objective", "x", "--context-window", "9000", "--", sys.executable, "-c", HELLO_WINDOW_AGENT
+    )
+    assert read_json(project / ".memory" / "session_continuity.json")["window"] == 9000
