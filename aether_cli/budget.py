@@ -41,10 +41,6 @@ class Budget:
         """Used share of the window."""
         return self.used / self.window if self.window else 0.0
 
-    def limit(self) -> int:
-        """Tokens at which a checkpoint is taken (sent to the agent in `start`)."""
-        return int(self.window * self.checkpoint_at)
-
     def reset(self, prompt_tokens: int) -> None:
         """Start a new episode whose context holds only the launch prompt."""
         self.base = prompt_tokens

@@ -293,7 +293,6 @@ def distill(
             if tokens <= max_tokens:
                 break
     # Count once more with the figure in place, so it describes the draft as written.
-    draft["metrics"]["checkpoint_tokens"] = tokens
     draft["metrics"]["checkpoint_tokens"] = _json_tokens(draft, count)
     return draft
 

@@ -352,6 +352,18 @@ def redact_text(s: str) -> str:
     """
     if len(s) < 8:
         return s
+    # One pass can uncover another secret (a token glued to a JWT: once the token is
+    # marked, the JWT's boundary appears). Passes until nothing changes make
+    # redaction idempotent by construction; in practice it settles in one or two.
+    for _ in range(4):
+        redacted = _redact_pass(s)
+        if redacted == s:
+            break
+        s = redacted
+    return s
+
+
+def _redact_pass(s: str) -> str:
     text = _redact_private_keys(s)
     edits: list[tuple[int, int, str]] = []
     for rule in _RULES:

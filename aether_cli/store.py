@@ -100,7 +100,6 @@ def _utc_now() -> datetime:
 # ------------------------------------------------------------- processes
 
 
-
 def _proc_stat(pid: int) -> tuple[str, int] | None:
     """(state, starttime) of a Linux process from /proc, or None where there is no /proc."""
     try:
@@ -129,10 +128,10 @@ DEFAULT_CONFIG_TOML = f"""\
 # Precedence: command-line flags, then AETHER_* environment variables, then
 # this file, then built-in defaults. Uncomment what you want to change.
 
-# agent = ["my-agent", "--flag"]   # the agent's argv
-# format = "aether"                # how to read its output: aether, claude, codex, gemini, text
-# model = ""
-# window = {C.DEFAULT_WINDOW}                 # context window in tokens
+# command = ["my-agent", "--flag"]   # the agent's argv
+# objective = "Migrate the API to v2"
+# model = "claude-sonnet-4"          # used to look up the window when context_window is not set
+# context_window = {C.DEFAULT_WINDOW}       # tokens
 # soft_at = {C.DEFAULT_SOFT_AT}                   # fraction: send a budget advisory
 # checkpoint_at = {C.DEFAULT_CHECKPOINT_AT}             # fraction: checkpoint and relaunch
 # emergency_at = {C.DEFAULT_EMERGENCY_AT}              # fraction: checkpoint at once and relaunch

@@ -19,6 +19,7 @@ import secrets
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,9 @@ from aether_cli.store import MemoryStore, read_ledger
 from aether_cli.tokens import TokenCounter, estimate_bytes, load_counter
 from aether_cli.workspace import workspace_state
 
+# What the reader threads may hold for the main loop; past it they wait, so a
+# flood of huge lines holds at most this much memory.
+QUEUE_BYTES = 64 << 20
 # How long after the child's exit we keep waiting for its stdout to close
 # (a grandchild that escaped the process group may hold it open forever).
 EOF_AFTER_EXIT = 1.0
@@ -46,7 +50,45 @@ HEARTBEAT_EVERY = 0.5
 # An episode that crosses the checkpoint threshold within this many steps of
 # its launch is an overflow: the prompt or first output is too big.
 OVERFLOW_STEPS = 2
+OVERFLOW_EVENTS = 8
 OVERFLOW_LIMIT = 3
+
+
+class ByteBoundedQueue:
+    """A FIFO whose producers wait while the queued items' sizes exceed a byte budget.
+
+    A single item larger than the budget is still accepted when the queue is
+    empty, so a producer can never wait forever.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: deque[tuple[tuple[str, int, Any], int]] = deque()
+        self._bytes = 0
+        self._cond = threading.Condition()
+
+    def put(self, item: tuple[str, int, Any], size: int) -> None:
+        """Append an item of `size` bytes, waiting while the queue is over budget."""
+        with self._cond:
+            while self._items and self._bytes + size > self.max_bytes:
+                self._cond.wait()
+            self._items.append((item, size))
+            self._bytes += size
+            self._cond.notify_all()
+
+    def get(self, timeout: float) -> tuple[str, int, Any]:
+        """The oldest item; queue.Empty after `timeout` seconds without one."""
+        with self._cond:
+            if not self._items and not self._cond.wait_for(lambda: bool(self._items), timeout):
+                raise queue.Empty
+            item, size = self._items.popleft()
+            self._bytes -= size
+            self._cond.notify_all()
+            return item
+
+    def get_nowait(self) -> tuple[str, int, Any]:
+        """The oldest item, or queue.Empty."""
+        return self.get(0.0)
 
 
 class Reporter(Protocol):
@@ -179,7 +221,7 @@ class Supervisor:
         self.spawn_fn = spawn_fn
         self.environ = dict(os.environ if environ is None else environ)
         self.cwd = cwd or Path.cwd()
-        self._q: queue.Queue[tuple[str, int, Any]] = queue.Queue(maxsize=10_000)
+        self._q = ByteBoundedQueue(QUEUE_BYTES)
         self._gen = 0
         self._signal = 0
         self._wake = threading.Event()
@@ -228,8 +270,10 @@ class Supervisor:
             self.last_checkpoint = self.store.read_checkpoint(ckpt_id) if ckpt_id else None
             self._ledger = self.store.open_ledger(self.session_id)
             self._started = self.clock()
-            if plan is not None and plan.recover and plan.latest:
-                self._recover()
+            if plan is not None and plan.recover:
+                self._end_orphan()
+                if plan.latest:
+                    self._recover()
             self._record(
                 "session",
                 resumed=plan is not None,
@@ -257,12 +301,17 @@ class Supervisor:
         child: Child | None = None
         prompt_tokens = 0
         while True:
+            if self._signal:
+                # Interrupted while a checkpoint was being written: do not start another agent.
+                self._write_continuity("stopped")
+                self.ui.notice("interrupted; continue with `aether resume`.", "warn")
+                return self._result(128 + self._signal, "stopped", "interrupted")
             if child is None:
                 prompt = self._prompt()
                 prompt_tokens = prompt.tokens
                 child = self._launch(prompt)
             st = self._new_episode_state(child, prompt_tokens)
-            self._write_continuity("running")
+            self._write_continuity("running", st.budget.fraction)
             outcome = self._run_episode(st)
             self._episodes_run += 1
             ended = outcome.kind != "inplace"
@@ -327,7 +376,8 @@ class Supervisor:
             # relaunch or in-place rehydrate after a threshold / manual / agent trigger
             ck = self._checkpoint(outcome.trigger, st, note=outcome.note)
             self.restarts = 0
-            if outcome.trigger in ("budget", "emergency") and st.budget.steps <= OVERFLOW_STEPS:
+            overflowed = st.budget.steps <= OVERFLOW_STEPS and st.log.events <= OVERFLOW_EVENTS
+            if outcome.trigger in ("budget", "emergency") and overflowed:
                 self._overflow_streak += 1
             else:
                 self._overflow_streak = 0
@@ -457,19 +507,29 @@ class Supervisor:
     def _start_readers(self, child: Child, gen: int) -> None:
         q = self._q
         assert child.proc.stdout is not None and child.proc.stderr is not None
-        out_fd = child.proc.stdout.fileno()
-        err_fd = child.proc.stderr.fileno()
+        # Each reader owns a duplicate of its pipe and closes it at EOF: if the episode
+        # ends while a grandchild still holds the pipe, closing the original cannot free
+        # the fd number for the next child's pipe under a reader that is still reading.
+        out_fd = os.dup(child.proc.stdout.fileno())
+        err_fd = os.dup(child.proc.stderr.fileno())
 
         def read_out() -> None:
-            for line in iter_lines(out_fd):
-                if not line.text.strip() and not line.dropped_bytes:
-                    continue
-                q.put(("event", gen, (P.decode_line(line.text), line.dropped_bytes)))
-            q.put(("eof", gen, None))
+            try:
+                for line in iter_lines(out_fd):
+                    if not line.text.strip() and not line.dropped_bytes:
+                        continue
+                    ev = P.decode_line(line.text)
+                    q.put(("event", gen, (ev, line.dropped_bytes)), len(line.text))
+            finally:
+                os.close(out_fd)
+                q.put(("eof", gen, None), 0)
 
         def read_err() -> None:
-            for line in iter_lines(err_fd, max_line_bytes=16_384):
-                q.put(("stderr", gen, line.text))
+            try:
+                for line in iter_lines(err_fd, max_line_bytes=16_384):
+                    q.put(("stderr", gen, line.text), len(line.text))
+            finally:
+                os.close(err_fd)
 
         threading.Thread(target=read_out, name="aether-stdout", daemon=True).start()
         threading.Thread(target=read_err, name="aether-stderr", daemon=True).start()
@@ -491,7 +551,7 @@ class Supervisor:
         last_poll = 0.0
         while True:
             try:
-                kind, gen, payload = self._q.get(timeout=TICK)
+                kind, gen, payload = self._q.get(TICK)
             except queue.Empty:
                 kind, gen, payload = "tick", st.gen, None
             if gen == st.gen:
@@ -541,7 +601,7 @@ class Supervisor:
                 # An emergency while waiting ends the wait, but an answer that already
                 # came is still the agent's quiesced state: use it.
                 emergency = bool(st.want and st.want[1]) and not answered
-                if answered and st.can_rehydrate:
+                if answered and st.can_rehydrate and "capped" not in st.extra:
                     return _Outcome("inplace", trigger=trigger)
                 if answered or emergency or now >= deadline:
                     if emergency:
@@ -578,7 +638,10 @@ class Supervisor:
                     return _Outcome("interrupted", signum=forwarded, status=status)
                 if st.log.done is not None:
                     return _Outcome("finished", status=status)
-                if mode in ("requested", "stopping"):
+                # An exit we did not ask for is judged by its status, unless the agent
+                # handed over its state first (answered the request, then exited).
+                handed_over = mode == "requested" and st.agent_checkpoints > request_mark
+                if mode == "stopping" or handed_over:
                     if "capped" in st.extra:
                         return _Outcome("capped", note=st.extra["capped"], status=status)
                     # An answer that came late (after the stop) is still the agent's own state.
@@ -741,6 +804,7 @@ class Supervisor:
             constraints=list(s.constraints),
             note=note,
         )
+        draft["parent"] = self.last_checkpoint["id"] if self.last_checkpoint else None
         draft["session_id"] = self.session_id
         draft["episode"] = self.episode if episode is None else episode
         draft["workspace"] = workspace_state(self.cwd)
@@ -782,13 +846,17 @@ class Supervisor:
         )
         return ck
 
+    def _end_orphan(self) -> None:
+        """End the agent a dead supervisor of this session left running, if any."""
+        beat = self.store.read_heartbeat() or {}
+        orphan = beat.get("child_pid")
+        is_ours = isinstance(orphan, int) and beat.get("session_id") == self.session_id
+        if is_ours and kill_orphan_group(orphan, self.session_id):
+            self._record("orphan_killed", pid=orphan)
+
     def _recover(self) -> None:
         """After a supervisor died mid-episode: end any orphaned agent and distil what the
         ledger and task files hold since the last checkpoint, so nothing is lost or redone."""
-        beat = self.store.read_heartbeat() or {}
-        orphan = beat.get("child_pid")
-        if isinstance(orphan, int) and beat.get("session_id") == self.session_id:
-            kill_orphan_group(orphan, self.session_id)
         log = EpisodeLog(
             objective=self.settings.objective, prior_tasks={t["id"]: t for t in self.store.list_tasks()}
         )
@@ -828,7 +896,7 @@ class Supervisor:
 
     # ------------------------------------------------------------ state files
 
-    def _write_continuity(self, status: str) -> None:
+    def _write_continuity(self, status: str, fraction: float | None = None) -> None:
         s = self.settings
         tasks = self.store.list_tasks()
         active = [
@@ -843,7 +911,7 @@ class Supervisor:
             if t.get("status") != "done"
         ]
         last = self.last_checkpoint["id"] if self.last_checkpoint else None
-        beat = self._last_fraction
+        beat = self._last_fraction if fraction is None else fraction
         locations = [
             C.CONTINUITY_FILE,
             C.PROJECT_MEMORY_FILE,

@@ -212,3 +212,27 @@ def test_bad_config_file_is_a_usage_error(tmp_path: Path) -> None:
         read_config(cfg)
     with pytest.raises(UsageError, match="AETHER_SOFT_AT"):
         build_settings({}, environ={"AETHER_SOFT_AT": "lots"})
+
+
+def test_the_default_config_documents_real_keys(tmp_path: Path) -> None:
+    from aether_cli.store import DEFAULT_CONFIG_TOML
+
+    uncommented = "\n".join(
+        line[2:] if line.startswith("# ") and "=" in line else line
+        for line in DEFAULT_CONFIG_TOML.splitlines()
+    )
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(uncommented)
+    read = read_config(cfg)
+    assert {
+        "command",
+        "objective",
+        "model",
+        "context_window",
+        "soft_at",
+        "checkpoint_at",
+        "emergency_at",
+        "checkpoint_timeout",
+        "max_restarts",
+    } <= read.keys()
+    assert build_settings({}, config_path=cfg).context_window == 128_000

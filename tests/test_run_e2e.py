@@ -606,7 +606,8 @@ HELLO_WINDOW_AGENT = """
 import json, sys
 start = json.loads(sys.stdin.readline())
 print(json.dumps({"type": "hello", "agent": "w", "context_window": 3000}), flush=True)
-print(json.dumps({"type": "message", "role": "assistant", "text": "limit " + str(start["budget"]["limit"])}), flush=True)
+msg = "limit " + str(start["budget"]["limit"])
+print(json.dumps({"type": "message", "role": "assistant", "text": msg}), flush=True)
 print(json.dumps({"type": "done"}), flush=True)
 """
 
