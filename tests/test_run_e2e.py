@@ -620,3 +620,98 @@ def test_the_agents_hello_window_is_used_when_the_user_gave_none(project: Path) 
         "run", "--objective", "x", "--context-window", "9000", "--", sys.executable, "-c", HELLO_WINDOW_AGENT
     )
     assert read_json(project / ".memory" / "session_continuity.json")["window"] == 9000
+
+
+TEXT_AGENT = """
+import os
+episode = int(os.environ["AETHER_EPISODE"])
+for i in range(300):
+    print(f"episode {episode} working on line {i} of the plain text log output", flush=True)
+"""
+
+
+def test_a_text_agent_is_relaunched_without_a_false_overflow(project: Path) -> None:
+    # Each episode prints plenty of lines and no tool calls; it exits 0 on its own in the end.
+    res = aether(
+        "run",
+        "--objective",
+        "x",
+        "--context-window",
+        "1500",
+        "--max-episodes",
+        "4",
+        "--",
+        sys.executable,
+        "-c",
+        TEXT_AGENT,
+        env=FAST_ENV,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "overflowed" not in res.stdout
+    assert "--max-episodes" in res.stdout
+    assert [c["trigger"] for c in checkpoints(project)] == ["budget"] * 4
+    assert all(c["distiller"] == "rules" for c in checkpoints(project))
+
+
+EXIT_AFTER_CROSSING = """
+import json
+print(json.dumps({"type": "hello", "agent": "quitter"}), flush=True)
+print(json.dumps({"type": "tool_result", "id": "1", "output": "word " * 3300}), flush=True)
+print(json.dumps({"type": "message", "role": "assistant", "text": "all finished"}), flush=True)
+"""
+
+
+def test_an_exit_0_before_any_stop_ends_the_run(project: Path) -> None:
+    res = aether(
+        "run", "--objective", "x", "--context-window", "4000", "--", sys.executable, "-c", EXIT_AFTER_CROSSING
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [c["trigger"] for c in checkpoints(project)] == ["done"]
+    assert read_json(project / ".memory" / "session_continuity.json")["status"] == "stopped"
+
+
+def test_max_duration_stops_an_agent_that_rehydrates_in_place(project: Path) -> None:
+    res = aether(
+        "run",
+        "--objective",
+        "do the steps",
+        "--context-window",
+        WINDOW,
+        "--max-duration",
+        "2",
+        "--",
+        *agent_cmd("stepper.py", "--steps", "500", "--payload", "800", "--delay", "0.02", "--rehydrate"),
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "--max-duration 2s" in res.stdout
+    cks = checkpoints(project)
+    assert cks[-1]["trigger"] == "interrupt" and len(cks) < 20
+
+
+GRANDCHILD_AGENT = """
+import json, os, subprocess, sys
+if os.environ["AETHER_EPISODE"] == "1":
+    # A grandchild in its own session escapes the group kill and keeps our pipes open.
+    # It keeps writing, so a reader left on a reused fd number would steal lines.
+    code = "import time; [print('g', flush=True) or time.sleep(0.2) for i in range(15)]"
+    subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    sys.exit(1)
+import time
+for i in range(40):
+    print(json.dumps({"type": "message", "role": "assistant", "text": f"line {i}"}), flush=True)
+    print(f"err {i}", file=sys.stderr, flush=True)
+    time.sleep(0.05)
+print(json.dumps({"type": "done"}), flush=True)
+"""
+
+
+def test_a_grandchild_holding_the_pipes_cannot_swallow_the_next_episodes_output(project: Path) -> None:
+    res = aether("run", "--objective", "x", "--", sys.executable, "-c", GRANDCHILD_AGENT, env=FAST_ENV)
+    assert res.returncode == 0, res.stdout + res.stderr
+    ledger = next((project / ".memory" / "runs").glob("*.jsonl"))
+    recs = [orjson.loads(line) for line in ledger.read_bytes().splitlines()]
+    lines = [r["event"]["text"] for r in recs if r["kind"] == "event" and r["event"].get("type") == "message"]
+    errs = [r["text"] for r in recs if r["kind"] == "stderr" and r["text"].startswith("err ")]
+    assert lines == [f"line {i}" for i in range(40)]
+    assert errs == [f"err {i}" for i in range(40)]
