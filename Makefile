@@ -22,7 +22,7 @@ demo: $(STAMP)
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	cd $(DEMO_DIR) && ../$(BIN)/aether run \
 		--objective "Index the aether package into a Markdown report" \
-		--context-window 3000 -- \
+		--context-window 4000 -- \
 		../$(BIN)/python -m aether_cli.demo_agent ../aether_cli --report report.md --delay 0.15
 	@echo
 	cd $(DEMO_DIR) && ../$(BIN)/aether status

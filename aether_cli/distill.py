@@ -234,7 +234,7 @@ def distill(
     if agent is None:
         reason = "agent sent no checkpoint"
     elif not prefer_agent:
-        reason = "agent checkpoint not used: rules preferred"
+        reason = "agent checkpoint not used: the agent kept working after it"
     else:
         reason = validate_agent_state(agent, max_tokens=max_tokens, count=count)
 

@@ -51,6 +51,8 @@ HEARTBEAT_EVERY = 0.5
 # its launch is an overflow: the prompt or first output is too big.
 OVERFLOW_STEPS = 2
 OVERFLOW_EVENTS = 8
+# An agent checkpoint followed by more than this many events is stale.
+STALE_AFTER_EVENTS = 3
 OVERFLOW_LIMIT = 3
 
 
@@ -163,6 +165,7 @@ class _EpisodeState:
     can_rehydrate: bool = False
     want: tuple[str, bool] | None = None  # (trigger, urgent)
     agent_checkpoints: int = 0
+    events_at_agent_checkpoint: int = 0
     dirty_tasks: dict[str, str] = field(default_factory=dict)
     warnings: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -719,6 +722,7 @@ class Supervisor:
             self._hello_child, self._hello_rehydrate = st.child, st.can_rehydrate
         if isinstance(ev, P.CheckpointEvent):
             st.agent_checkpoints += 1
+            st.events_at_agent_checkpoint = st.log.events + 1
         if isinstance(ev, P.TaskUpdate) and not self.store.valid_task_id(ev.id):
             self._record("warning", text=f"refused task id {ev.id[:80]!r}")
             self.ui.notice(f"refused task id {ev.id[:80]!r}: ids are letters, digits, _ - . (max 64)", "warn")
@@ -770,7 +774,10 @@ class Supervisor:
 
     def _checkpoint(self, trigger: str, st: _EpisodeState, note: str = "") -> dict[str, Any]:
         self._flush_tasks(st.log, st.dirty_tasks)
-        return self._write_checkpoint(trigger, st.log, st.budget, note=note)
+        # The agent's checkpoint is its state at the moment it sent it; work it did after
+        # that (more than a closing remark or two) would be lost, so rules win then.
+        fresh = st.log.events - st.events_at_agent_checkpoint <= STALE_AFTER_EVENTS
+        return self._write_checkpoint(trigger, st.log, st.budget, note=note, prefer_agent=fresh)
 
     def _flush_tasks(self, log: EpisodeLog, dirty: dict[str, str]) -> None:
         """Write the task files changed since the last flush."""
@@ -788,6 +795,7 @@ class Supervisor:
         *,
         note: str = "",
         episode: int | None = None,
+        prefer_agent: bool = True,
     ) -> dict[str, Any]:
         s = self.settings
         budget = prompt_budget(self.window, s.prompt_budget)
@@ -803,6 +811,7 @@ class Supervisor:
             max_tokens=max_tokens,
             constraints=list(s.constraints),
             note=note,
+            prefer_agent=prefer_agent,
         )
         draft["parent"] = self.last_checkpoint["id"] if self.last_checkpoint else None
         draft["session_id"] = self.session_id

@@ -194,7 +194,7 @@ def test_no_agent_checkpoint_and_rules_preferred_notes() -> None:
     draft = distill(trigger="emergency", objective="o", log=log, parent=None, count=words,
                     max_tokens=5000, prefer_agent=False)
     assert draft["distiller"] == "rules"
-    assert draft["distiller_note"] == "agent checkpoint not used: rules preferred"
+    assert draft["distiller_note"] == "agent checkpoint not used: the agent kept working after it"
 
 
 # ------------------------------------------------------------ rules path

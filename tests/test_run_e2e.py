@@ -715,3 +715,27 @@ def test_a_grandchild_holding_the_pipes_cannot_swallow_the_next_episodes_output(
     errs = [r["text"] for r in recs if r["kind"] == "stderr" and r["text"].startswith("err ")]
     assert lines == [f"line {i}" for i in range(40)]
     assert errs == [f"err {i}" for i in range(40)]
+
+
+STALE_CHECKPOINT_AGENT = """
+import json, os, sys
+def emit(o):
+    print(json.dumps(o), flush=True)
+if os.environ["AETHER_EPISODE"] != "1":
+    emit({"type": "done"})
+    sys.exit(0)
+emit({"type": "checkpoint", "state": {"objective": "x", "progress": [], "next_actions": ["start over"]}})
+for i in range(10):
+    emit({"type": "tool_call", "id": str(i), "name": "step", "input": {"n": i}})
+    emit({"type": "tool_result", "id": str(i), "output": "ok"})
+emit({"type": "task", "id": "t", "status": "in_progress", "next_action": "continue at step 10"})
+sys.exit(3)
+"""
+
+
+def test_an_agent_checkpoint_followed_by_more_work_is_not_used(project: Path) -> None:
+    res = aether("run", "--objective", "x", "--", sys.executable, "-c", STALE_CHECKPOINT_AGENT, env=FAST_ENV)
+    assert res.returncode == 0, res.stdout + res.stderr
+    crash = next(c for c in checkpoints(project) if c["trigger"] == "crash")
+    assert crash["distiller"] == "rules" and "kept working" in crash["distiller_note"]
+    assert "continue at step 10" in crash["next_actions"]
