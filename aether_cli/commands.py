@@ -169,6 +169,7 @@ def status(store: MemoryStore) -> dict[str, Any]:
         "tokenizer": tokenizer,
         "tokenizer_note": tok_note,
         "restarts": (beat or {}).get("restarts", cont.get("restarts", 0)),
+        "protocol_warnings": (beat or {}).get("protocol_warnings", 0),
         "last_checkpoint": last,
         "checkpoints": len(ids),
         "tasks": tasks,

@@ -153,6 +153,14 @@ def status_view(data: dict[str, Any]) -> list[Any]:
     if data.get("tokenizer_note"):
         _add(head, "", Text(data["tokenizer_note"], style="yellow"))
     _add(head, "restarts", str(data.get("restarts", 0)))
+    if data.get("protocol_warnings"):
+        _add(
+            head,
+            "warnings",
+            Text(
+                f"{data['protocol_warnings']} malformed protocol lines (see the run ledger)", style="yellow"
+            ),
+        )
     ck = data.get("last_checkpoint")
     if ck:
         _add(

@@ -237,12 +237,3 @@ def _toml_str(s: str) -> str:
     out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
     out = "".join(ch if ch >= " " or ch in "\\" else f"\\u{ord(ch):04x}" for ch in out)
     return f'"{out}"'
-
-
-def memory_dir_default(cwd: Path | None = None) -> Path:
-    """`.memory` in the working directory.
-
-    AETHER_MEMORY_DIR is deliberately not read: aether sets it for its child,
-    and an agent that runs aether itself must not write into its parent's memory.
-    """
-    return (cwd or Path.cwd()) / C.MEMORY_DIRNAME

@@ -975,6 +975,7 @@ class Supervisor:
                 "reported": st.budget.reported,
                 "steps": st.budget.steps,
                 "events": st.log.events,
+                "protocol_warnings": st.warnings,
                 "restarts": self.restarts,
                 "tokenizer": self.counter.name,
                 "tokenizer_note": self.counter.note,

@@ -48,6 +48,7 @@ def test_status_view_shows_agent_text_literally() -> None:
             "compression": 10.0,
         },
         "checkpoints": 2,
+        "protocol_warnings": 2,
         "tasks": [{"id": "t1", "status": "in_progress", "progress": 0.25, "next_action": "run [tests]"}],
     }
     out = render(*status_view(data))
@@ -56,6 +57,7 @@ def test_status_view_shows_agent_text_literally() -> None:
     assert "3000 → 300 tokens (10.0x)" in out
     assert "run [tests]" in out and "25%" in out
     assert "AETHER_TOKENIZER=estimate" in out
+    assert "2 malformed protocol lines" in out
 
 
 def test_checkpoint_views() -> None:
