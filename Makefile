@@ -38,7 +38,9 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	$(BIN)/ruff check aether_cli tests
+	$(BIN)/mypy aether_cli --ignore-missing-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format aether_cli tests

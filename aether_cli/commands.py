@@ -64,6 +64,7 @@ def resume_plan(
     note = ""
     if cont.get("status") == "running":
         note = "recovered a session whose supervisor died (status was still 'running')"
+    ckpt_id: str | None
     if ref:
         ckpt_id = store.resolve_checkpoint(ref)
     else:

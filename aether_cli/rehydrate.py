@@ -420,7 +420,8 @@ def rehydrate_prompt(
     """
     template = load_template("rehydrate.md", memory_dir)
     chk = checkpoint if isinstance(checkpoint, dict) else {}
-    state = chk.get("state") if isinstance(chk.get("state"), dict) else {}
+    raw_state = chk.get("state")
+    state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
     objective = _str(chk.get("objective")).strip() or "(no objective recorded)"
     chk_id = _str(chk.get("id")) or "(none)"
     next_actions = _strs(chk.get("next_actions"))

@@ -878,7 +878,8 @@ class MemoryStore:
                     # Listed but flagged: one broken file must not block new checkpoints.
                     checkpoints.append({"id": checkpoint_id, "file": rel, "error": "unreadable"})
                     continue
-                metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
+                raw_metrics = data.get("metrics")
+                metrics: dict[str, Any] = raw_metrics if isinstance(raw_metrics, dict) else {}
                 checkpoints.append({
                     "id": checkpoint_id,
                     "file": rel,

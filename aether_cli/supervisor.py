@@ -859,8 +859,9 @@ class Supervisor:
         """End the agent a dead supervisor of this session left running, if any."""
         beat = self.store.read_heartbeat() or {}
         orphan = beat.get("child_pid")
-        is_ours = isinstance(orphan, int) and beat.get("session_id") == self.session_id
-        if is_ours and kill_orphan_group(orphan, self.session_id):
+        if not isinstance(orphan, int) or beat.get("session_id") != self.session_id:
+            return
+        if kill_orphan_group(orphan, self.session_id):
             self._record("orphan_killed", pid=orphan)
 
     def _recover(self) -> None:
@@ -997,7 +998,7 @@ class Supervisor:
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        old = {}
+        old: dict[int, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             old[sig] = signal.signal(sig, self._on_signal)
         return old
