@@ -47,3 +47,38 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) dist build .pytest_cache .ruff_cache
+
+## e2e-real: the real Claude Code and Codex CLIs (from npm, kept in .cache/npm) against local fake model servers
+NPM_PREFIX := .cache/npm
+CLAUDE_CODE_VERSION ?= 2.1.197
+CODEX_VERSION ?= 0.169.0
+NPM_STAMP := $(NPM_PREFIX)/.installed-$(CLAUDE_CODE_VERSION)-$(CODEX_VERSION)
+
+.PHONY: e2e-real
+
+$(NPM_STAMP):
+	mkdir -p $(NPM_PREFIX)
+	npm install --prefix $(NPM_PREFIX) --no-audit --no-fund \
+		@anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @openai/codex@$(CODEX_VERSION)
+	touch $(NPM_STAMP)
+
+# The checks are named check_*.py so the default test run never collects them.
+e2e-real: $(STAMP) $(NPM_STAMP)
+	$(BIN)/python -m pytest tests/e2e_real -p no:cacheprovider -o python_files='check_*.py' -v
+
+## bench: measure aether's costs side by side (a few minutes); writes bench/results.md and results.json
+.PHONY: bench bench-quick
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.run --out bench
+
+## bench-quick: the same bench at small sizes (well under a minute); results go to a temp folder
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick
+
+## stress: the long durability runs: 1,000 random SIGKILLs with a resume after each, 5,000 examples per property
+.PHONY: stress stress-durability
+stress: stress-durability
+stress-durability: $(STAMP)
+	AETHER_STRESS=1 $(BIN)/python -m pytest -s -p no:cacheprovider \
+		tests/test_durability.py tests/test_paths_property.py tests/test_parser_property.py

@@ -150,6 +150,41 @@ def run(
             help="A rule the agent must keep (repeatable); kept in every checkpoint.",
         ),
     ] = None,
+    agent_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help=(
+                "How to read the agent's stdout: aether (protocol v1), claude, codex, gemini or text "
+                "[default: recognised from the command, else aether]."
+            ),
+        ),
+    ] = None,
+    distill_command: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "A model command that gets the distillation prompt on stdin and answers JSON "
+                "(e.g. 'claude -p'), used when the agent gives no usable checkpoint."
+            )
+        ),
+    ] = None,
+    native_resume: Annotated[
+        bool | None,
+        typer.Option(
+            "--native-resume",
+            help="Relaunch through the agent's own resume (claude --resume, codex exec resume).",
+        ),
+    ] = None,
+    tool_grace: Annotated[
+        float | None,
+        typer.Option(help="Seconds a checkpoint waits for a running tool call to finish [30]."),
+    ] = None,
+    min_uptime: Annotated[
+        float | None,
+        typer.Option(help="A crash sooner than this after launch counts toward --max-restarts [10]."),
+    ] = None,
     quiet: Annotated[
         bool,
         typer.Option("--quiet", "-q", help="Hide the agent's output; show only aether's notices."),
@@ -158,7 +193,18 @@ def run(
 ) -> None:
     """Supervise an agent: checkpoint to .memory/ and relaunch it, until it is done.
 
-    Example: aether run --objective "Migrate the API to v2" --context-window 200000 -- python my_agent.py
+    The agent may speak aether's protocol, or be Claude Code (-p ... --output-format
+    stream-json --verbose), Codex (exec --json ...), Gemini CLI (-o stream-json) or any
+    program printing text. {prompt} and {prompt_file} in the command are replaced by
+    the launch prompt and the path of a file holding it.
+
+    Examples:
+
+      aether run --objective "Migrate the API to v2" --context-window 200000 -- python my_agent.py
+
+      aether run -- claude -p "Port the tests to pytest" --output-format stream-json --verbose
+
+      aether run --format text -- ./my-script.sh {prompt_file}
     """
     from aether_cli import commands
 
@@ -185,8 +231,14 @@ def run(
         max_duration=max_duration,
         prompt_budget=prompt_budget,
         constraints=tuple(constraint) if constraint else None,
+        format=agent_format,
+        distill_command=distill_command,
+        native_resume=native_resume,
+        tool_grace=tool_grace,
+        min_uptime=min_uptime,
     )
     settings = commands.run_settings(store, flags)
+    commands.agent_format(settings)  # refuses a known CLI without its JSON flag, before any write
     if not settings.objective:
         settings = commands.with_default_objective(settings)
     commands.init(store, settings)
@@ -199,17 +251,26 @@ def resume(
         str | None, typer.Argument(help="Checkpoint id or a unique prefix [default: the latest].")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Hide the agent's output.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Use a checkpoint even if its content no longer matches its sha256."),
+    ] = False,
     memory_dir: MemoryDir = None,
 ) -> None:
-    """Continue the stored session from a checkpoint (crash recovery), with its command and settings."""
+    """Continue the stored session from a checkpoint (crash recovery), with its command and settings.
+
+    Without CHECKPOINT it starts from the newest intact checkpoint, skipping (and naming) corrupt ones.
+    """
     from aether_cli import commands
 
     store = commands.open_store(memory_dir)
-    plan, settings, note = commands.resume_plan(store, checkpoint, {})
+    plan, settings, note = commands.resume_plan(store, checkpoint, {}, force=force)
     _supervise(store, settings, plan, quiet=quiet, note=note)
 
 
 def _supervise(store: Any, settings: Any, plan: Any, *, quiet: bool, note: str = "") -> None:
+    # Before the heavy imports and the tokenizer: a second run must fail at once.
+    store.ensure_unlocked()
     from aether_cli.render import TerminalReporter
     from aether_cli.supervisor import Supervisor
 
@@ -332,6 +393,20 @@ def init(memory_dir: MemoryDir = None) -> None:
         typer.echo(f"{store.root} already set up")
 
 
+@app.command()
+def scan(json: JsonFlag = False, memory_dir: MemoryDir = None) -> None:
+    """Check .memory/ for secrets; exit 1 naming file and line (for a pre-commit hook)."""
+    from aether_cli.scan import scan_memory
+
+    report = scan_memory((memory_dir or Path.cwd() / C.MEMORY_DIRNAME).absolute())
+    if json:
+        _print_json(report.to_dict())
+    else:
+        for line in report.lines(relative_to=Path.cwd()):
+            typer.echo(line)
+    raise typer.Exit(0 if report.clean else 1)
+
+
 # ------------------------------------------------------------------ entry point
 
 
@@ -354,7 +429,17 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("aether: interrupted\n")
         sys.exit(C.EXIT_SIGINT)
+    except OSError as exc:
+        if not exc.filename:
+            _internal_error(exc)
+        # The filesystem refused (read-only, full, no permission): the user's to fix, not a bug.
+        sys.stderr.write(f"aether: error: {exc.filename}: {exc.strerror or exc}\n")
+        sys.exit(C.EXIT_STORAGE)
     except Exception as exc:
-        path = _bug_report(exc)
-        sys.stderr.write(f"aether: internal error: {type(exc).__name__}: {exc} (details: {path})\n")
-        sys.exit(C.EXIT_BUG)
+        _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> None:
+    path = _bug_report(exc)
+    sys.stderr.write(f"aether: internal error: {type(exc).__name__}: {exc} (details: {path})\n")
+    sys.exit(C.EXIT_BUG)

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from aether_cli import constants as C
-from aether_cli.errors import AetherError, LockedError, NotFoundError
+from aether_cli.errors import (
+    AetherError,
+    ChecksumMismatchError,
+    CorruptMemoryError,
+    LockedError,
+    NotFoundError,
+    UsageError,
+)
 from aether_cli.settings import Settings, build_settings, config_toml
 from aether_cli.store import MemoryStore
 
@@ -33,18 +40,45 @@ def run_settings(store: MemoryStore, flags: dict[str, Any]) -> Settings:
 
 
 def with_default_objective(settings: Settings) -> Settings:
-    """Settings whose objective names the agent command when the user gave none."""
+    """Settings with an objective when the user gave none: the prompt argument of a
+    recognised CLI (claude -p PROMPT, codex exec PROMPT), else one naming the command."""
     from dataclasses import replace
 
+    from aether_cli.adapters.argv import prompt_objective
+
+    prompt = prompt_objective(agent_format(settings), list(settings.command))
+    if prompt and prompt.strip():
+        return replace(settings, objective=prompt.strip())
     return replace(settings, objective="Carry on the work of: " + " ".join(settings.command))
 
 
+def agent_format(settings: Settings) -> str:
+    """The agent's output format: the user's --format, else recognised from the command.
+
+    A known CLI started without its JSON flag is refused (aether could not follow it, and
+    it would wait for stdin), with the flag to add.
+    """
+    from aether_cli.adapters import detect_format
+    from aether_cli.adapters.argv import json_flag_missing
+
+    if settings.format != "auto":
+        return settings.format
+    hint = json_flag_missing(list(settings.command))
+    if hint:
+        raise UsageError(f"{hint} (or pass --format text to read it as plain text)")
+    return detect_format(list(settings.command))
+
+
 def resume_plan(
-    store: MemoryStore, ref: str | None, flags: dict[str, Any]
+    store: MemoryStore, ref: str | None, flags: dict[str, Any], *, force: bool = False
 ) -> tuple[Any, Settings, str]:
     """Where `aether resume` continues: (ResumePlan, settings, a note about recovery).
 
     Reuses the stored command and settings; flags given now override them.
+    Without `ref`, it starts from the newest intact checkpoint (the recorded
+    one, else the latest) and the note names any newer one it had to skip as
+    corrupt. A named `ref` that is corrupt is refused (CorruptMemoryError);
+    one that only fails its sha256 (edited by hand) is used with `force`.
     """
     from aether_cli.supervisor import ResumePlan
 
@@ -58,24 +92,19 @@ def resume_plan(
     holder = store.holder()
     if holder is not None:
         raise LockedError(
-            f"session {cont.get('session_id')} is running now (pid {holder.get('pid')}); "
+            f"session {cont.get('session_id')} is running now (pid {holder.get('pid')}, "
+            f"{_command_text(holder.get('command'))}, since {holder.get('started_at', '?')}); "
             "use `aether status` to watch it"
         )
-    note = ""
+    notes: list[str] = []
     if cont.get("status") == "running":
-        note = "recovered a session whose supervisor died (status was still 'running')"
-    ckpt_id: str | None
-    if ref:
-        ckpt_id = store.resolve_checkpoint(ref)
-    else:
-        ckpt_id = cont.get("last_checkpoint") or store.latest_checkpoint_id()
+        notes.append("recovered a session whose supervisor died (status was still 'running')")
+    ckpt_id = _resume_checkpoint(store, ref, cont, force=force, notes=notes)
     stored = dict(cont.get("settings") or {})
     stored["command"] = cont.get("command") or stored.get("command") or []
     settings = build_settings(flags, config_path=store.root / C.CONFIG_FILE, stored=stored)
     if not settings.command:
-        raise AetherError(
-            "the stored session has no agent command; start a new run with `aether run -- CMD`"
-        )
+        raise AetherError("the stored session has no agent command; start a new run with `aether run -- CMD`")
     plan = ResumePlan(
         session_id=str(cont.get("session_id") or ""),
         episode=int(cont.get("episode") or 0) + 1,
@@ -83,7 +112,47 @@ def resume_plan(
         recover=cont.get("status") == "running",
         latest=ref is None,
     )
-    return plan, settings, note
+    return plan, settings, "; ".join(notes)
+
+
+def _command_text(command: Any) -> str:
+    import shlex
+
+    return shlex.join(str(a) for a in command) if isinstance(command, list) else str(command)
+
+
+def _resume_checkpoint(
+    store: MemoryStore, ref: str | None, cont: dict[str, Any], *, force: bool, notes: list[str]
+) -> str | None:
+    """The checkpoint a resume starts from, after checking it reads back intact."""
+    if ref:
+        ckpt_id = store.resolve_checkpoint(ref)
+        try:
+            store.read_checkpoint(ckpt_id)
+        except ChecksumMismatchError as exc:
+            if not force:
+                raise ChecksumMismatchError(
+                    f"{exc}; refusing to resume from it (`aether resume --force {ckpt_id}` uses it anyway)"
+                ) from None
+            store.trust_checkpoint(ckpt_id)
+            notes.append(f"using {ckpt_id} although its content no longer matches its sha256 (--force)")
+        return ckpt_id
+    recorded = cont.get("last_checkpoint")
+    start = recorded if isinstance(recorded, str) and recorded else store.latest_checkpoint_id()
+    if start is None:
+        return None
+    ckpt_id, skipped = store.newest_intact_checkpoint(start, accept_modified=force)
+    if ckpt_id is None:
+        raise CorruptMemoryError(
+            "no intact checkpoint to resume from: "
+            + "; ".join(skipped)
+            + " (name an older one with `aether resume ID`, or drop the broken ones with `aether drop`)"
+        )
+    if skipped:
+        notes.append("skipped a corrupt checkpoint: " + "; ".join(skipped) + f"; resuming from {ckpt_id}")
+    if store.accepted_modified(ckpt_id):
+        notes.append(f"using {ckpt_id} although its content no longer matches its sha256 (--force)")
+    return ckpt_id
 
 
 def status(store: MemoryStore) -> dict[str, Any]:
@@ -171,6 +240,10 @@ def status(store: MemoryStore) -> dict[str, Any]:
         "tokenizer_note": tok_note,
         "restarts": (beat or {}).get("restarts", cont.get("restarts", 0)),
         "protocol_warnings": (beat or {}).get("protocol_warnings", 0),
+        "agent_format": (beat or {}).get("format") or cont.get("agent_format") or "aether",
+        "usage_note": (beat or {}).get("usage_note", ""),
+        # Times the agent compacted its own context (Claude Code's compact_boundary).
+        "agent_compactions": cont.get("agent_compactions", 0) + (beat or {}).get("compactions", 0),
         "last_checkpoint": last,
         "checkpoints": len(ids),
         "tasks": tasks,

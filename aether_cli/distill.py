@@ -23,6 +23,8 @@ from aether_cli.episode import MAX_ERROR_CHARS, EpisodeLog, cap, short_input
 from aether_cli.protocol import dumps_compact
 
 Counter = Callable[[str], int]
+# Asks a model to distil: gets the rules draft, returns (its answer, or None with the reason).
+CommandDistiller = Callable[[dict[str, Any]], tuple[Any, str | None]]
 
 MAX_PROGRESS = 20
 MAX_CONSTRAINTS = 30
@@ -214,7 +216,7 @@ def _trim_steps(draft: dict[str, Any]) -> list[tuple[str, Callable[[], None]]]:
 def distill(
     *, trigger: str, objective: str, log: EpisodeLog, parent: dict | None, count: Counter,
     max_tokens: int, constraints: list[str] | None = None, prefer_agent: bool = True,
-    note: str = "",
+    note: str = "", command: CommandDistiller | None = None,
 ) -> dict[str, Any]:
     """A checkpoint draft with the fields the distiller owns (see the module docstring).
 
@@ -225,6 +227,11 @@ def distill(
     state first (recent calls, last message, files read, older errors …),
     listed in `state["trimmed"]`; next actions and tasks are never trimmed.
     Deterministic; never raises on odd data.
+
+    With `command` (--distill-command), a model is asked when the agent's own
+    state is not usable: it gets the rules draft and its answer is validated
+    like an agent's (distiller "command"); if it fails, the rules draft stands
+    and the reason joins `distiller_note`.
     """
     parent_d = _dict(parent)
     parent_state = _dict(parent_d.get("state"))
@@ -237,6 +244,20 @@ def distill(
         reason = "agent checkpoint not used: the agent kept working after it"
     else:
         reason = validate_agent_state(agent, max_tokens=max_tokens, count=count)
+    source = "agent"
+
+    if reason is not None and command is not None:
+        args = dict(trigger=trigger, objective=objective, log=log, parent=parent, count=count,
+                    max_tokens=max_tokens, constraints=constraints, prefer_agent=prefer_agent)
+        rules = distill(**args, note=note)  # type: ignore[arg-type]
+        answer, failure = command(rules)
+        if failure is None:
+            failure = validate_agent_state(answer, max_tokens=max_tokens, count=count)
+        if failure is not None:
+            return distill(**args, note="; ".join(p for p in (note, f"distill command: {failure}") if p))  # type: ignore[arg-type]
+        agent, source = answer, "command"
+        note = "; ".join(p for p in (reason, note) if p)
+        reason = None
 
     if reason is None and isinstance(agent, dict):
         agent = copy.deepcopy(agent)
@@ -249,7 +270,7 @@ def distill(
         next_actions = _strs(agent.get("next_actions"))
         agent_errors = _strs(agent.get("errors"))
         resume = _str(agent.get("resume_instructions"))
-        distiller = "agent"
+        distiller = source
         note_parts = [note]
     else:
         draft_objective = objective or log.objective or _str(parent_d.get("objective"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from aether_cli import constants as C
 
 
@@ -23,6 +26,10 @@ class CorruptMemoryError(AetherError):
     exit_code = C.EXIT_CORRUPT
 
 
+class ChecksumMismatchError(CorruptMemoryError):
+    """A checkpoint parses but its content no longer matches its recorded sha256 (edited by hand?)."""
+
+
 class LockedError(AetherError):
     """Another `aether run` holds the .memory lock."""
 
@@ -37,3 +44,22 @@ class CrashLoopError(AetherError):
 
 class NotFoundError(AetherError):
     """A named checkpoint, session or file does not exist."""
+
+
+class StorageError(AetherError, OSError):
+    """A write under .memory/ failed in the filesystem (EIO, ENOSPC, EROFS...).
+
+    Also an `OSError` carrying the original `errno`, `strerror` and the path
+    as `filename`, so `except OSError` handlers keep working. The file it
+    names still holds its previous complete content (writes are atomic).
+    """
+
+    exit_code = C.EXIT_STORAGE
+
+    def __init__(self, path: Path | str, action: str, cause: OSError) -> None:
+        strerror = cause.strerror or (os.strerror(cause.errno) if cause.errno else str(cause))
+        super().__init__(cause.errno, strerror, str(path))
+        self.action = action
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.action} failed: {self.strerror}"

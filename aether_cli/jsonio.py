@@ -9,6 +9,12 @@ fsynced, so the rename itself survives a power cut).
 
 It also refuses to read or write through symlinks: a cloned repository can
 plant `.memory/task_states/x.json -> ~/.bashrc`, and nothing here may follow it.
+Every filesystem call a write makes (write, fsync, rename, link, truncate,
+fsync of the folder) goes through the module-level `FS` object, so tests can
+swap in one that fails the k-th call with EIO or ENOSPC (`use_fs`) without
+mocking the OS. A failing call surfaces as `StorageError` naming the file and
+the step; the previous content of the file is left as it was.
+
 It knows nothing about what the files mean (that is `store.py`).
 """
 
@@ -19,12 +25,13 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from aether_cli.errors import CorruptMemoryError
+from aether_cli.errors import CorruptMemoryError, StorageError
 
 _OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
@@ -75,12 +82,61 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
-    try:
+class OsFS:
+    """The filesystem calls behind every write under `.memory/`: the real ones.
+
+    A seam for fault-injection tests (see `use_fs`), not an abstraction over
+    storage: each method is the one `os` call it names, looked up at call time.
+    """
+
+    def write(self, fd: int, data: bytes | memoryview) -> int:
+        """os.write: may write fewer bytes than given."""
+        return os.write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        """os.fsync of a file."""
         os.fsync(fd)
+
+    def replace(self, src: Path, dst: Path) -> None:
+        """os.replace (an atomic rename over `dst`)."""
+        os.replace(src, dst)
+
+    def link(self, src: Path, dst: Path) -> None:
+        """os.link without following a symlink at `src`; FileExistsError if `dst` exists."""
+        os.link(src, dst, follow_symlinks=False)
+
+    def truncate(self, fd: int, size: int) -> None:
+        """os.ftruncate."""
+        os.ftruncate(fd, size)
+
+    def fsync_dir(self, folder: Path) -> None:
+        """fsync a folder, so a rename or link in it survives a power cut."""
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+FS: OsFS = OsFS()
+
+
+@contextlib.contextmanager
+def use_fs(fs: OsFS) -> Iterator[OsFS]:
+    """Route every write of this process through `fs` for the block (tests inject faults so)."""
+    global FS
+    previous, FS = FS, fs
+    try:
+        yield fs
     finally:
-        os.close(fd)
+        FS = previous
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write every byte of `data` to `fd`, finishing short writes."""
+    view = memoryview(data)
+    while view:
+        view = view[FS.write(fd, view) :]
 
 
 def _temp_name(path: Path) -> Path:
@@ -112,40 +168,55 @@ def atomic_write(
     for readers, just not guaranteed to survive a power cut. `mode` is applied
     through the process umask. A `path` that is a symlink is refused with
     `CorruptMemoryError` and its target is left untouched.
+
+    Any other filesystem failure (EIO, ENOSPC, EROFS, EACCES...) raises
+    `StorageError` naming the path and the step; `path` then still holds its
+    previous content (or, if only the final folder fsync failed, the new one),
+    and no temp file is left behind unless even removing it failed (the next
+    start sweeps it). A missing folder stays a plain `FileNotFoundError`.
     """
     path = Path(path)
     _refuse_symlink(path)
     if exclusive and os.path.lexists(path):
         raise FileExistsError(errno.EEXIST, "refusing to replace an existing file", str(path))
     tmp = _temp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode)
+    step = "creating a temp file"
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if durable:
-                os.fsync(fd)
+            try:
+                step = "writing"
+                write_all(fd, data)
+                if durable:
+                    step = "fsync"
+                    FS.fsync(fd)
+            finally:
+                os.close(fd)
+            if exclusive:
+                step = "linking into place"
+                _link_exclusive(tmp, path, data, mode, durable=durable)
+            else:
+                _refuse_symlink(path)
+                step = "renaming into place"
+                FS.replace(tmp, path)
         finally:
-            os.close(fd)
-        if exclusive:
-            _link_exclusive(tmp, path, data, mode, durable=durable)
-        else:
-            _refuse_symlink(path)
-            os.replace(tmp, path)
-    finally:
-        # After a successful replace the temp name is gone; after a link it is a
-        # second name for the target; after a failure it is litter. Remove it.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    if durable:
-        _fsync_dir(path.parent)
+            # After a successful replace the temp name is gone; after a link it is a
+            # second name for the target; after a failure it is litter. Remove it.
+            # A failure to remove it must not hide the error that matters.
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if durable:
+            step = "fsync of the folder"
+            FS.fsync_dir(path.parent)
+    except (FileExistsError, FileNotFoundError, StorageError):
+        raise
+    except OSError as exc:
+        raise StorageError(path, step, exc) from exc
 
 
 def _link_exclusive(tmp: Path, path: Path, data: bytes, mode: int, *, durable: bool) -> None:
     try:
-        os.link(tmp, path, follow_symlinks=False)
+        FS.link(tmp, path)
         return
     except FileExistsError:
         raise
@@ -157,48 +228,70 @@ def _link_exclusive(tmp: Path, path: Path, data: bytes, mode: int, *, durable: b
             raise
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         if durable:
-            os.fsync(fd)
-    finally:
+            FS.fsync(fd)
+    except BaseException:
+        # We created it (O_EXCL): a half-written file must not pass for the real one.
         os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
 
 
 def read_bytes(path: Path) -> bytes:
     """The content of a regular file, never following a symlink.
 
-    Raises `FileNotFoundError` if it is absent and `CorruptMemoryError` naming
-    the path if it is a symlink or not a regular file.
+    Raises `FileNotFoundError` if it is absent, `CorruptMemoryError` naming
+    the path if it is a symlink or not a regular file, and `StorageError` if
+    the filesystem fails the read (EIO, EACCES...).
     """
     path = Path(path)
-    st = os.lstat(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise
+    except NotADirectoryError as exc:
+        raise CorruptMemoryError(f"{path}: a folder on its path is not a directory") from exc
+    except OSError as exc:
+        raise StorageError(path, "looking up", exc) from exc
     if stat.S_ISLNK(st.st_mode):
         raise CorruptMemoryError(f"{path}: is a symlink; refusing to follow it")
     if not stat.S_ISREG(st.st_mode):
         raise CorruptMemoryError(f"{path}: not a regular file")
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise CorruptMemoryError(f"{path}: is a symlink; refusing to follow it") from exc
-        raise
-    with os.fdopen(fd, "rb") as fh:
-        return fh.read()
+        raise StorageError(path, "opening", exc) from exc
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise StorageError(path, "reading", exc) from exc
 
 
 def read_json(path: Path) -> Any:
     """Parse the JSON file at `path`.
 
     Raises `FileNotFoundError` if it is absent, and `CorruptMemoryError`
-    ("<path>: <reason>") if it is not valid JSON, not a regular file, or a symlink.
+    ("<path>: invalid JSON at line L, column C (<reason>)", or "<path>: <reason>")
+    if it is not valid JSON, not a regular file, or a symlink.
     """
     data = read_bytes(path)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise CorruptMemoryError(f"{path}: invalid JSON ({exc})") from exc
+        raise CorruptMemoryError(f"{path}: {decode_error_text(exc)}") from exc
+
+
+def decode_error_text(exc: orjson.JSONDecodeError) -> str:
+    """'invalid JSON at line L, column C (reason)': a report that points at the bad byte."""
+    return f"invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
 
 
 def pid_alive(pid: int) -> bool:

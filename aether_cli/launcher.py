@@ -11,11 +11,14 @@ It knows nothing of what the agent says.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import queue
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +29,83 @@ from aether_cli.errors import AetherError
 
 class SpawnError(AetherError):
     """The agent command could not be started."""
+
+
+# prctl(2) options (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+# Resolved once in the parent: between fork and exec the child must do as little as possible.
+_PRCTL = _load_prctl()
+
+
+def _die_with_parent_of(parent: int) -> Callable[[], None]:
+    def arm() -> None:
+        # Runs in the child between fork and exec. If aether is SIGKILLed it cannot stop
+        # the agent; the kernel then sends SIGTERM on its behalf (the agent may clean up).
+        # If aether died before this line ran, the signal will never come: exit now.
+        if _PRCTL is not None:
+            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if os.getppid() != parent:
+                os._exit(143)
+
+    return arm
+
+
+def become_subreaper() -> bool:
+    """Make this process adopt its orphaned descendants (Linux), so none is left a zombie
+    under an init that does not reap (as in many containers). True if it worked."""
+    return _PRCTL is not None and _PRCTL(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def reap_orphans(keep: int | None) -> list[int]:
+    """Reap exited adopted descendants (zombies) of this process, except `keep` (the agent,
+    whose status Popen collects). Returns the reaped pids. Cheap; safe to call often."""
+    reaped: list[int] = []
+    for pid in _zombie_children():
+        if pid == keep:
+            continue
+        with contextlib.suppress(ChildProcessError, OSError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                reaped.append(pid)
+    return reaped
+
+
+def _zombie_children() -> list[int]:
+    me = os.getpid()
+    pids: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{me}/task")
+    except OSError:
+        return pids
+    for tid in tasks:
+        try:
+            with open(f"/proc/{me}/task/{tid}/children", encoding="ascii") as fh:
+                pids.extend(int(p) for p in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    zombies = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # The state follows the command name, which is in parentheses and may hold spaces.
+        if stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "Z":
+            zombies.append(pid)
+    return zombies
 
 
 @dataclass
@@ -134,8 +214,16 @@ def describe_status(status: int) -> str:
     return f"exit {status}"
 
 
-def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None = None) -> Child:
-    """Start the agent in its own session with three pipes; SpawnError if it cannot start."""
+def spawn(
+    argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None = None, stdin_pipe: bool = True
+) -> Child:
+    """Start the agent in its own session; SpawnError if it cannot start.
+
+    stdout and stderr are pipes. stdin is a pipe for protocol agents; with
+    `stdin_pipe=False` it is /dev/null, because CLIs that take their prompt as
+    an argument (claude -p, codex exec) otherwise wait for stdin to close.
+    On Linux the child gets SIGTERM if aether dies without stopping it.
+    """
     if not argv:
         raise SpawnError("no agent command given (put it after `--`)")
     exe = argv[0]
@@ -144,13 +232,14 @@ def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None = None
     try:
         proc = subprocess.Popen(
             list(argv),
-            stdin=subprocess.PIPE,
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=dict(env),
             cwd=cwd,
             start_new_session=True,
             close_fds=True,
+            preexec_fn=_die_with_parent_of(os.getpid()) if _PRCTL is not None else None,
         )
     except FileNotFoundError:
         raise SpawnError(f"agent command not found: {exe}") from None
@@ -159,5 +248,8 @@ def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None = None
     except OSError as exc:
         raise SpawnError(f"cannot start agent {exe}: {exc.strerror or exc}") from None
     child = Child(proc=proc, argv=tuple(argv), started=time.monotonic())
-    child.start_writer()
+    if stdin_pipe:
+        child.start_writer()
+    else:
+        child.stdin_closed = True
     return child

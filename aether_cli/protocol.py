@@ -322,7 +322,11 @@ def dumps_compact(obj: Any) -> str:
     try:
         return orjson.dumps(obj, default=str).decode()
     except (TypeError, orjson.JSONEncodeError):
+        pass
+    try:
         return str(obj)
+    except RecursionError:  # an agent's value nested ~1000 deep: repr() itself gives up
+        return "<value nested too deep to show>"
 
 
 # --------------------------------------------------------------- commands

@@ -9,22 +9,33 @@ memory exists to carry.
 
 Two kinds of rule:
 - shape rules for secrets with a recognisable prefix (AWS key ids, GitHub,
-  Slack, Stripe, `sk-` keys, JWTs, PEM private keys, passwords in URLs);
-- keyword rules (`API_KEY=…`, `"password": "…"`, `Authorization: Bearer …`)
-  that redact a value only if it looks random: 8+ characters, mixed character
-  classes and enough Shannon entropy, so `password=changeme`, `token_count=12`
-  and `api_key = os.environ["API_KEY"]` stay as written.
+  Slack, Stripe, GitLab, PyPI, npm, Hugging Face, Google, `sk-` keys, JWTs,
+  PEM private keys, passwords in URLs);
+- keyword rules (`API_KEY=…`, `"password": "…"`, `--token …`,
+  `Authorization: Bearer …`) that redact a value only if it looks random:
+  8+ characters, mixed character classes and enough Shannon entropy, so
+  `password=changeme`, `token_count=12` and `api_key = os.environ["API_KEY"]`
+  stay as written.
 
-Every rule has a cheap substring pre-check, so a megabyte of ordinary text
-costs a few `in` scans. Redaction is idempotent: markers never match a rule.
+The patterns are our own rather than a library's: the scanners on PyPI
+(detect-secrets and its forks) report lines, not spans to replace, pull in
+requests and PyYAML, and their entropy plugins flag the git SHAs, hashes and
+base64 images that memory must keep. tests/corpus/ measures what these rules
+catch and what they leave alone.
+
+Every rule has a cheap substring pre-check, and `redact_text` first asks
+whether any rule's pattern matches at all (`_may_hold_secret`): ordinary
+text, nearly every string the store writes, is returned after a few scans
+without running the rules. Redaction is idempotent: markers never match a rule.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 MARK_PREFIX = "[REDACTED:"
@@ -36,11 +47,14 @@ def _mark(kind: str) -> str:
 
 # ------------------------------------------------------------- "looks random"
 
-# Names in code (snake_case, dotted paths, kebab-case slugs with short version
-# suffixes) are assigned to `token`/`secret` variables all the time; a secret
-# almost never has this word-like shape.
-_WORDISH_PART = re.compile(r"(?:[A-Za-z][a-z]*|[A-Z]+)[0-9]{0,3}|[0-9]{1,3}")
-_PLACEHOLDER_PREFIXES = ("$", "%", "<", "{{", "/", "./", "../", "~/", "*", MARK_PREFIX)
+# Names in code (snake_case, camelCase, dotted paths, kebab-case slugs with
+# short version suffixes) are assigned to `token`/`secret` variables all the
+# time; a secret almost never has this word-like shape.
+_WORDISH_PART = re.compile(r"(?:[A-Za-z][a-z]*(?:[A-Z][a-z]+)*|[A-Z]+)[0-9]{0,3}|[0-9]{1,3}")
+_PLACEHOLDER_PREFIXES = ("$", "<", "{{", "/", "./", "../", "~/", "*", MARK_PREFIX)
+# `%APPDATA%`, `%(password)s`: a template, not a value. A bare leading `%` is
+# kept as a possible secret: passwords start with one often enough.
+_PERCENT_PLACEHOLDER = re.compile(r"%(?:\(\w+\)|\w+%)")
 _WHITESPACE = re.compile(r"\s")
 _LOWER = re.compile(r"[^\W\d_A-Z]")  # a lowercase (or uncased non-ASCII) letter
 _UPPER = re.compile(r"[A-Z]")
@@ -78,6 +92,8 @@ def looks_random(value: str) -> bool:
     """
     n = len(value)
     if n < 8 or value.startswith(_PLACEHOLDER_PREFIXES) or _WHITESPACE.search(value):
+        return False
+    if value.startswith("%") and _PERCENT_PLACEHOLDER.match(value):
         return False
     has_lower = _LOWER.search(value) is not None
     has_upper = _UPPER.search(value) is not None
@@ -179,8 +195,10 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule("github_token", r"github_pat_[A-Za-z0-9_]{22,}", ("github_pat_",), boundary=""),
     _Rule("slack_token", r"xox[abprse]-[A-Za-z0-9-]{10,}", ("xox",), boundary=""),
+    _Rule("slack_token", r"xapp-[0-9]-[A-Za-z0-9-]{10,}", ("xapp-",), boundary=""),
     _Rule("slack_webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9_/]{8,}", ("hooks.slack",)),
     _Rule("stripe_key", r"[rs]k_(?:live|test)_[A-Za-z0-9]{10,}", ("_live_", "_test_"), boundary=""),
+    _Rule("stripe_key", r"whsec_[A-Za-z0-9+/=]{20,}", ("whsec_",), check=_has_letter_and_digit, boundary=""),
     _Rule(
         "api_key",
         r"sk-(?:proj-|ant-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
@@ -196,6 +214,9 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule("google_api_key", r"AIza[0-9A-Za-z_-]{35}", ("AIza",), boundary=""),
     _Rule("npm_token", r"npm_[A-Za-z0-9]{36,}", ("npm_",), boundary=""),
+    _Rule("gitlab_token", r"glpat-[A-Za-z0-9_-]{20,}", ("glpat-",), check=_has_letter_and_digit, boundary=""),
+    # Every PyPI API token is a macaroon whose base64 starts with the same bytes.
+    _Rule("pypi_token", r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}", ("pypi-AgEI",), boundary=""),
     _Rule("hf_token", r"hf_[A-Za-z0-9]{30,}", ("hf_",), check=_mixed_case, boundary=""),
 )
 
@@ -206,7 +227,7 @@ _PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----")
 # What may follow an unterminated BEGIN line (a truncated tool output still
 # leaks the key): base64 lines and PEM headers, with real or escaped newlines.
 _PEM_BODY = re.compile(
-    r"(?:(?:\s|\\[nr])*(?:[A-Za-z0-9+/=]{8,}|Proc-Type:[^\n]*|DEK-Info:[^\n]*|Comment:[^\n]*))*"
+    r"(?:(?:\s|\\+[nr])*(?:[A-Za-z0-9+/=]{8,}|Proc-Type:[^\n]*|DEK-Info:[^\n]*|Comment:[^\n]*))*"
 )
 
 
@@ -235,14 +256,16 @@ def _redact_private_keys(text: str) -> str:
 
 # ------------------------------------------------------------- URL passwords
 
+_URL_PLACEHOLDERS = ("$", "<", "{{", "*", MARK_PREFIX)
 _URL_CREDS = re.compile(r"://(?P<user>[^\s:/@\[\]\"'<>]{0,256}):(?P<pw>[^\s@/\"'<>]{1,256})@")
 
 
 def _redact_url_password(m: re.Match[str]) -> str:
     text = m.string
     start = m.start()
-    # Only a real scheme (`postgres://`), not a stray "://" inside other text.
-    if start == 0 or not text[start - 1].isalnum() or m.group("pw").startswith(MARK_PREFIX):
+    # Only a real scheme (`postgres://`), not a stray "://" inside other text,
+    # and not a template (`https://user:${DB_PASSWORD}@host`, `:****@`).
+    if start == 0 or not text[start - 1].isalnum() or m.group("pw").startswith(_URL_PLACEHOLDERS):
         return m.group(0)
     return f"://{m.group('user')}:{_mark('url_password')}@"
 
@@ -261,7 +284,7 @@ def _redact_urls(text: str) -> str:
 _AUTH_RULES: tuple[_Rule, ...] = (
     _Rule(
         "basic_auth",
-        r"authorization[\"']?[ \t]*[:=][ \t]*[\"']?basic[ \t]+([a-z0-9+/]{8,}={0,2})",
+        r"authorization(?:\\*[\"'])?[ \t]*[:=][ \t]*(?:\\*[\"'])?basic[ \t]+([a-z0-9+/]{8,}={0,2})",
         ("authorization",),
         group=1,
     ),
@@ -273,16 +296,30 @@ _AUTH_RULES: tuple[_Rule, ...] = (
         check=looks_random,
         boundary="_",
     ),
+    # GitHub's older scheme: `Authorization: token <hex>`.
+    _Rule(
+        "token",
+        r"authorization(?:\\*[\"'])?[ \t]*[:=][ \t]*(?:\\*[\"'])?token[ \t]+([a-z0-9._~+/-]{16,})",
+        ("authorization",),
+        group=1,
+        check=looks_random,
+    ),
 )
 
 # `<keyword><quote?> <sep> <value>`, one pattern per keyword ending so each
 # starts with a literal. "key" alone is too common a word: it needs one of
-# the prefixes below (api_key, ACCESS-KEY, secretkey, ...).
-_KEY_PREFIX = re.compile(r"(?:api|access|secret|signing|private)[_-]?$")
+# the prefixes below (api_key, ACCESS-KEY, secretkey, ...). Quotes may carry
+# any number of backslashes: JSON inside a string inside JSON (a tool input
+# flattened into a checkpoint line) escapes them twice.
+_KEY_PREFIXES = r"api|access|secret|signing|private|encryption|master|account|client|auth|session|app"
+_KEY_PREFIX = re.compile(rf"(?:{_KEY_PREFIXES})[_-]?$")
+# `page_token=...`, `nextPageToken`, `continuation_token`: opaque cursors from
+# paginated APIs, printed all the time and worth nothing to an attacker.
+_CURSOR_PREFIX = re.compile(r"(?:page|continuation|cursor)[_-]?$")
 _VALUE = (
-    r"(?:\\?[\"'])?[ \t]*(?:=>|:=|[:=])[ \t]*(?![=>])"
-    r"(?:\\?\"(?P<dq>[^\"\\\n]{8,})\\?\"|\\?'(?P<sq>[^'\\\n]{8,})\\?'"
-    r"|(?P<bare>[^\s\"'`,;&<>()\[\]{}]{8,})(?P<after>[(\[]?))"
+    r"(?:\\*[\"'])?[ \t]*(?:=>|:=|[:=])[ \t]*(?![=>])"
+    r"(?:\\*\"(?P<dq>[^\"\\\n]{8,})\\*\"|\\*'(?P<sq>[^'\\\n]{8,})\\*'"
+    r"|(?P<bare>[^\s\"'`,;&<>()\[\]{}\\]{8,})(?P<after>[(\[]?))"
 )
 _ASSIGNMENTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (literal, re.compile(pattern + _VALUE))
@@ -295,10 +332,10 @@ _ASSIGNMENTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("credential", "credentials?"),
     )
 )
-_KEYWORDS = (
-    r"api[_-]?key|access[_-]?key|secret[_-]?key|signing[_-]?key|private[_-]?key"
-    r"|secret|passwd|password|passphrase|token|credentials?"
-)
+_KEYWORDS = rf"(?:{_KEY_PREFIXES})[_-]?key|secret|passwd|password|passphrase|token|credentials?"
+# `--password VALUE`, `--api-key VALUE`: the `=` form is an assignment above;
+# this is the space-separated form of a long command-line option.
+_FLAG = re.compile(rf"--(?:[a-z0-9]+[_-])*(?P<kw>{_KEYWORDS})[ \t]+(?:\\*[\"'])?(?P<value>[^\s\"'`\\]{{8,}})")
 _KEY_NAME = re.compile(rf"(?:{_KEYWORDS})$", re.IGNORECASE)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -322,10 +359,12 @@ def _assignment_edits(text: str, low: str) -> list[tuple[int, int, str]]:
         for m in regex.finditer(low):
             keyword = m.group(0)[: len(literal)]
             if literal == "key":
-                prefix = _KEY_PREFIX.search(low, max(0, m.start() - 8), m.start())
+                prefix = _KEY_PREFIX.search(low, max(0, m.start() - 12), m.start())
                 if prefix is None:
                     continue
                 keyword = prefix.group(0) + keyword
+            elif literal == "token" and _CURSOR_PREFIX.search(low, max(0, m.start() - 13), m.start()):
+                continue
             group = "dq" if m.group("dq") is not None else "sq" if m.group("sq") is not None else "bare"
             # `api_key = get_key(...)`, `token = tokens[0]`: code, not a value.
             if group == "bare" and m.group("after"):
@@ -333,6 +372,11 @@ def _assignment_edits(text: str, low: str) -> list[tuple[int, int, str]]:
             start, end = m.start(group), m.end(group)
             if looks_random(text[start:end]):
                 edits.append((start, end, _keyword_kind(keyword)))
+    if "--" in low:
+        for m in _FLAG.finditer(low):
+            start, end = m.span("value")
+            if looks_random(text[start:end]):
+                edits.append((start, end, _keyword_kind(m.group("kw"))))
     return edits
 
 
@@ -340,6 +384,114 @@ def _lower_twin(text: str) -> str:
     low = text.lower()
     # A few characters change length when lowercased ("İ"); offsets must match.
     return low if len(low) == len(text) else text.translate(_ASCII_LOWER)
+
+
+# ------------------------------------------------------------- fast path
+
+# Almost no string the store writes holds a secret, yet the full path costs
+# some forty substring scans and a few dozen Python calls per string. The fast
+# path asks, per rule, only the question all of that rule's edits depend on:
+# does its pattern match at all? Checks, boundaries, entropy, placeholders
+# and cursor names are skipped (they can only veto a match), so "no match
+# anywhere" proves that one pass changes nothing, and the full path would
+# return the string as it is. A match (even one a check would veto) runs the
+# full path. Shape rules, private keys and URLs are asked about the text,
+# keyword rules about its lowercase twin, exactly where `_redact_pass`
+# matches them in its first pass.
+
+# Each trigger is (needle, pattern): the rule's pattern, searched only if the
+# needle is in the string, as `_Rule.edits` does. On a long text, a rule with
+# several needles (ghp_, gho_, ...) whose pattern starts with a literal is
+# searched at once, with needle "" (always in): `re` scans for that literal
+# about as fast as `in` does, so one search beats five `in` scans. On a short
+# text one alternation of all the needles comes first: a single call, where
+# two dozen `in` tests and searches cost more in Python overhead than in
+# scanning (but `re` tries an alternation at every character, so it loses
+# on long texts).
+_SHORT_TEXT = 128
+
+
+def _starts_with_literal(regex: re.Pattern[str]) -> bool:
+    return regex.pattern[:1].isalnum() or regex.pattern[:1] in "-:"
+
+
+def _scan_plan(needles: tuple[str, ...], regex: re.Pattern[str]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    if len(needles) > 1 and _starts_with_literal(regex):
+        return (("", regex),)
+    return tuple((needle, regex) for needle in needles)
+
+
+_SHAPE_SOURCES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
+    *((rule.needles, rule.regex) for rule in _RULES),
+    (("-----BEGIN",), _PEM_BEGIN),
+    (("://",), _URL_CREDS),
+)
+_SHAPE_GATED: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (needle, regex) for needles, regex in _SHAPE_SOURCES for needle in needles
+)
+_SHAPE_SCANNED: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    pair for needles, regex in _SHAPE_SOURCES for pair in _scan_plan(needles, regex)
+)
+# Matched in the lowercase twin. The "key" assignment is left out: it also
+# needs the prefix test of `_assignment_edits` (see `_keyword_may_match`).
+_KEYWORD_GATED: tuple[tuple[str, re.Pattern[str]], ...] = (
+    *((needle, rule.regex) for rule in _AUTH_RULES for needle in rule.needles),
+    *_ASSIGNMENTS[1:],
+)
+_KEY_ASSIGNMENT = _ASSIGNMENTS[0][1]
+# Every keyword `_FLAG` can match contains one of these.
+_FLAG_NEEDLES = ("key", "secret", "passw", "passphrase", "token", "credential")
+
+
+def _alternation(needles: Iterable[str]) -> re.Pattern[str]:
+    """A pattern that matches where any of `needles` starts, written as a trie (`gh(?:o_|p_|...)`).
+
+    `re` tries an alternation's branches in turn at every character; sharing
+    prefixes cuts the tries to a handful per position.
+    """
+    trie: dict[str, dict] = {}
+    for needle in needles:
+        node = trie
+        for ch in needle:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def branches(node: dict[str, dict]) -> str:
+        if "" in node:  # a needle ends here: longer needles through this node add nothing
+            return ""
+        alts = [re.escape(ch) + branches(child) for ch, child in sorted(node.items())]
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    return re.compile(branches(trie))
+
+
+_SHAPE_NEEDLES = _alternation(needle for needle, _ in _SHAPE_GATED)
+_KEYWORD_NEEDLES = _alternation((*(needle for needle, _ in _KEYWORD_GATED), "key", *_FLAG_NEEDLES))
+
+
+def _any_trigger(s: str, triggers: tuple[tuple[str, re.Pattern[str]], ...]) -> bool:
+    return any(needle in s and regex.search(s) is not None for needle, regex in triggers)
+
+
+def _keyword_may_match(low: str) -> bool:
+    if _any_trigger(low, _KEYWORD_GATED):
+        return True
+    if "key" in low:
+        # As in `_assignment_edits`: a "key" match counts only with a prefix (api_, secret-, ...) before it.
+        for m in _KEY_ASSIGNMENT.finditer(low):
+            if _KEY_PREFIX.search(low, max(0, m.start() - 12), m.start()) is not None:
+                return True
+    return "--" in low and any(n in low for n in _FLAG_NEEDLES) and _FLAG.search(low) is not None
+
+
+def _may_hold_secret(s: str) -> bool:
+    """False only if no rule's pattern matches `s`: then one redaction pass leaves it unchanged."""
+    if len(s) < _SHORT_TEXT:
+        if _SHAPE_NEEDLES.search(s) is not None and _any_trigger(s, _SHAPE_GATED):
+            return True
+        low = _lower_twin(s)
+        return _KEYWORD_NEEDLES.search(low) is not None and _keyword_may_match(low)
+    return _any_trigger(s, _SHAPE_SCANNED) or _keyword_may_match(_lower_twin(s))
 
 
 # ------------------------------------------------------------- public API
@@ -350,6 +502,13 @@ def redact_text(s: str) -> str:
 
     Idempotent: `redact_text(redact_text(s)) == redact_text(s)`.
     """
+    if len(s) < 8 or not _may_hold_secret(s):
+        return s
+    return _redact_full(s)
+
+
+def _redact_full(s: str) -> str:
+    """`redact_text` without the fast path: every rule, pass after pass until nothing changes."""
     if len(s) < 8:
         return s
     # One pass can uncover another secret (a token glued to a JWT: once the token is
@@ -377,29 +536,56 @@ def _redact_pass(s: str) -> str:
     return _apply(text, edits)
 
 
+# Records repeat a small set of field names, and this search (case-insensitive,
+# with no literal to scan for) costs as much as redacting a short value.
+@functools.lru_cache(maxsize=1024)
+def _secret_key_kind(key: Any) -> str | None:
+    """The marker kind if dict key `key` names a secret (`password`, `GITHUB_TOKEN`), else None."""
+    if not isinstance(key, str):
+        return None
+    named = _KEY_NAME.search(key)
+    if named is None or _CURSOR_PREFIX.search(key.lower(), 0, named.start()):
+        return None
+    return _keyword_kind(named.group(0))
+
+
 def _redact_value(key: Any, value: Any) -> Any:
     if isinstance(value, str):
         # `{"password": "hunter2XYZ"}`: the key says what the value is even
         # though the value alone has no telltale shape.
-        named = _KEY_NAME.search(key) if isinstance(key, str) else None
-        if named is not None and looks_random(value):
-            return _mark(_keyword_kind(named.group(0)))
+        kind = _secret_key_kind(key)
+        if kind is not None and looks_random(value):
+            return _mark(kind)
         return redact_text(value)
     return redact_obj(value)
 
 
-def redact_obj(obj: Any) -> Any:
-    """A copy of the JSON value `obj` with every string value redacted.
+def _redact_key(key: Any) -> Any:
+    if not isinstance(key, str):
+        return key
+    return _redact_field_name(key) if len(key) <= 64 else redact_text(key)
 
-    Dict keys are kept as they are (they name fields, and the contract names
-    must survive), but a key like `password` or `GITHUB_TOKEN` makes a
-    random-looking string value under it redacted whole. Tuples become lists;
+
+# Records repeat the same few dozen field names over and over.
+@functools.lru_cache(maxsize=1024)
+def _redact_field_name(key: str) -> str:
+    return redact_text(key)
+
+
+def redact_obj(obj: Any) -> Any:
+    """A copy of the JSON value `obj` with every string redacted, dict keys included.
+
+    A key like `password` or `GITHUB_TOKEN` makes a random-looking string
+    value under it redacted whole. Keys are redacted too, because an agent
+    chooses the keys of its tool inputs and checkpoint state; field names are
+    never secret-shaped, so they come through unchanged (should two keys
+    redact to the same marker, the later one wins). Tuples become lists;
     numbers, booleans and None are returned as they are.
     """
     if isinstance(obj, str):
         return redact_text(obj)
     if isinstance(obj, dict):
-        return {k: _redact_value(k, v) for k, v in obj.items()}
+        return {_redact_key(k): _redact_value(k, v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [redact_obj(v) for v in obj]
     return obj

@@ -124,6 +124,10 @@ def _add(table: Table, *cells: Any) -> None:
     table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
 
 
+# Rows of the task table in `aether status`; --json has every task.
+MAX_STATUS_TASKS = 20
+
+
 def status_view(data: dict[str, Any]) -> list[Any]:
     """Renderables for `aether status` from the status dict."""
     out: list[Any] = []
@@ -148,6 +152,15 @@ def status_view(data: dict[str, Any]) -> list[Any]:
             head,
             "context",
             f"{bar(frac)} {frac:.1%} of {ctx.get('window', 0):,} tokens ({ctx.get('source', 'counted')})",
+        )
+    if data.get("usage_note"):
+        _add(head, "", Text(data["usage_note"], style="dim"))
+    _add(head, "agent", data.get("agent_format") or "aether")
+    if data.get("agent_compactions"):
+        _add(
+            head,
+            "",
+            Text(f"the agent compacted its own context {data['agent_compactions']} time(s)", style="yellow"),
         )
     _add(head, "tokenizer", data.get("tokenizer", "-"))
     if data.get("tokenizer_note"):
@@ -184,7 +197,10 @@ def status_view(data: dict[str, Any]) -> list[Any]:
         t = Table(title=None, show_edge=False, pad_edge=False)
         for col in ("task", "status", "progress", "next action"):
             t.add_column(col)
-        for task in tasks:
+        # Unfinished work first; a long list is cut so the view stays readable.
+        order = {"in_progress": 0, "blocked": 1, "pending": 2}
+        shown = sorted(tasks, key=lambda x: order.get(str(x.get("status")), 3))[:MAX_STATUS_TASKS]
+        for task in shown:
             _add(
                 t,
                 task["id"],
@@ -193,6 +209,15 @@ def status_view(data: dict[str, Any]) -> list[Any]:
                 _short(task.get("next_action") or task.get("title") or "", 70),
             )
         out.append(t)
+        if len(tasks) > len(shown):
+            done = sum(1 for x in tasks if x.get("status") == "done")
+            out.append(
+                Text(
+                    f"… and {len(tasks) - len(shown)} more ({len(tasks)} tasks, {done} done): "
+                    "`aether status --json` lists them all",
+                    style="dim",
+                )
+            )
     return out
 
 

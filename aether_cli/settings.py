@@ -49,6 +49,10 @@ MODEL_WINDOWS: dict[str, int] = {
 }
 
 
+# Output formats aether can read (see aether_cli/adapters); "auto" picks one from the command.
+FORMAT_CHOICES = ("auto", "aether", "claude", "codex", "gemini", "text")
+
+
 def window_for_model(model: str | None) -> int | None:
     """The context window of a known model name, or None."""
     if not model:
@@ -87,6 +91,18 @@ class Settings:
     backoff_cap: float = 60.0
     quiet: bool = False
     constraints: tuple[str, ...] = field(default_factory=tuple)
+    # How the agent's stdout is read: "auto" recognises claude/codex/gemini by the command.
+    format: str = "auto"
+    # A model command that distils a checkpoint from the episode when the agent cannot.
+    distill_command: str | None = None
+    distill_timeout: float = 120.0
+    # Relaunch through the agent's own resume (claude --resume, codex exec resume).
+    native_resume: bool = False
+    # A crash sooner than this after launch counts toward --max-restarts; a later one
+    # starts the count again, so a long-lived agent is not stopped by rare crashes.
+    min_uptime: float = 10.0
+    # Seconds a threshold waits for in-flight tool calls to return before stopping the agent.
+    tool_grace: float = 30.0
 
     @property
     def window(self) -> int:
@@ -119,6 +135,14 @@ class Settings:
             raise UsageError("--max-episodes must be at least 1")
         if self.max_duration is not None and self.max_duration <= 0:
             raise UsageError("--max-duration must be positive")
+        if self.format not in FORMAT_CHOICES:
+            raise UsageError(
+                f"--format must be one of {', '.join(FORMAT_CHOICES)}, got {self.format!r}"
+            )
+        if self.distill_command is not None and not self.distill_command.strip():
+            raise UsageError("--distill-command must not be empty")
+        if self.min_uptime < 0 or self.tool_grace < 0:
+            raise UsageError("--min-uptime and --tool-grace must not be negative")
         return self
 
     def to_config(self) -> dict[str, Any]:

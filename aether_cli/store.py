@@ -44,17 +44,22 @@ from pathlib import Path
 from typing import Any
 
 import filelock
+import orjson
 
 from aether_cli import constants as C
+from aether_cli import jsonio
 from aether_cli.errors import (
     AetherError,
+    ChecksumMismatchError,
     CorruptMemoryError,
     LockedError,
     NotFoundError,
+    StorageError,
     UsageError,
 )
 from aether_cli.jsonio import (
     atomic_write,
+    decode_error_text,
     dumps,
     dumps_line,
     loads,
@@ -62,6 +67,7 @@ from aether_cli.jsonio import (
     read_bytes,
     read_json,
     sweep_temp_files,
+    write_all,
 )
 from aether_cli.protocol import TASK_STATUSES
 from aether_cli.redact import redact_obj, redact_text
@@ -228,6 +234,10 @@ def _checkpoint_digest(checkpoint: dict[str, Any]) -> str:
     return hashlib.sha256(dumps(content)).hexdigest()
 
 
+def _id_suffix(checkpoint_id: str) -> str:
+    return checkpoint_id.rsplit("_", 1)[-1]
+
+
 class MemoryStore:
     """All reads and writes of one `.memory` directory.
 
@@ -248,6 +258,9 @@ class MemoryStore:
         self._seq_seen: int | None = None
         self._thread_lock = threading.RLock()
         self._write_lock: filelock.BaseFileLock | None = None
+        self._lock_info_written = False
+        # Checkpoints whose sha256 mismatch the user accepted (`resume --force`).
+        self._trusted: set[str] = set()
 
     def __repr__(self) -> str:
         return f"MemoryStore({str(self.root)!r})"
@@ -387,11 +400,30 @@ class MemoryStore:
                 "host": socket.gethostname(),
             }
             atomic_write(self.lock_info_path, dumps(redact_obj(info)))
+            self._lock_info_written = True
             # Sole writer now: any temp file left is a dead writer's.
             self.sweep()
         except BaseException:
             self.release()
             raise
+
+    def ensure_unlocked(self) -> None:
+        """Raise `LockedError` (naming the holder) at once if another process holds the run lock.
+
+        A cheap early check, so a second `aether run` fails before it loads
+        anything heavy; `acquire()` stays the real test (the lock may be taken
+        between the two).
+        """
+        if self._lock is not None or not self._check_dir(self.runs_dir):
+            return
+        if not os.path.lexists(self.lock_path):
+            return
+        probe = self._new_lock(self.lock_path, timeout=0)
+        try:
+            probe.acquire()
+        except filelock.Timeout:
+            raise LockedError(self._locked_message()) from None
+        probe.release()
 
     def _locked_message(self) -> str:
         try:
@@ -414,10 +446,13 @@ class MemoryStore:
         lock, self._lock = self._lock, None
         if lock is None:
             return
+        written, self._lock_info_written = self._lock_info_written, False
         try:
-            # Removed while still locked, so a new holder's lock.json is never ours to delete.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.lock_info_path)
+            # Removed while still locked, so a new holder's lock.json is never ours to delete;
+            # and only if we wrote it (a planted symlink there is not ours either).
+            if written:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.lock_info_path)
         finally:
             lock.release()
 
@@ -509,13 +544,12 @@ class MemoryStore:
         """session_continuity.json (absolute)."""
         return self.root / C.CONTINUITY_FILE
 
-    @staticmethod
-    def _seq_of(data: dict[str, Any] | None) -> int:
+    def _seq_of(self, data: dict[str, Any] | None) -> int:
         if data is None:
             return 0
         seq = data.get("_update_seq", 0)
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            raise CorruptMemoryError(f"{C.CONTINUITY_FILE}: _update_seq is not a non-negative integer")
+            raise CorruptMemoryError(f"{self.continuity_path}: _update_seq is not a non-negative integer")
         return seq
 
     def read_continuity(self) -> dict[str, Any] | None:
@@ -549,7 +583,15 @@ class MemoryStore:
             record["updated_at"] = self.now()
             record["_update_seq"] = on_disk + 1
             self._ensure_dir(self.root)
-            self._write_json(self.continuity_path, record)
+            try:
+                self._write_json(self.continuity_path, record)
+            except StorageError:
+                # A failed folder fsync leaves our record in place: remember it, or the
+                # next write would take its own update for another writer's.
+                with contextlib.suppress(AetherError, OSError):
+                    if self._seq_of(self._read_object(self.continuity_path)) == on_disk + 1:
+                        self._seq_seen = on_disk + 1
+                raise
             self._seq_seen = on_disk + 1
             return record
 
@@ -720,7 +762,7 @@ class MemoryStore:
             return ids[-1]
         if ref in ids:
             return ref
-        if ref.isdigit():
+        if ref.isascii() and ref.isdigit():
             matches = [cid for seq, cid in entries if seq == int(ref)]
         else:
             matches = [cid for cid in ids if cid.startswith(ref)]
@@ -731,7 +773,14 @@ class MemoryStore:
         return matches[0]
 
     def read_checkpoint(self, ref: str) -> dict[str, Any]:
-        """The checkpoint `ref` names; CorruptMemoryError if it does not parse or its hash is wrong."""
+        """The checkpoint `ref` names, checked.
+
+        CorruptMemoryError (naming the file, and the line for a parse error) if
+        it does not parse, is not an object, holds another id, or cannot be
+        hashed; ChecksumMismatchError (a CorruptMemoryError) if its content no
+        longer matches its `sha256` or the hash in its id, unless the id was
+        accepted with `trust_checkpoint`.
+        """
         checkpoint_id = self.resolve_checkpoint(ref)
         path = self.checkpoints_dir / f"{checkpoint_id}.json"
         checkpoint = self._read_object(path)
@@ -739,10 +788,62 @@ class MemoryStore:
             raise NotFoundError(f"checkpoint {checkpoint_id} was removed")
         if checkpoint.get("id") != checkpoint_id:
             raise CorruptMemoryError(f"{path}: its id field is {checkpoint.get('id')!r}")
+        try:
+            digest = _checkpoint_digest(checkpoint)
+        except (TypeError, ValueError) as exc:  # nested deeper than a checkpoint can be written
+            raise CorruptMemoryError(f"{path}: cannot be hashed ({exc})") from None
         recorded = checkpoint.get("sha256")
-        if recorded is not None and recorded != _checkpoint_digest(checkpoint):
-            raise CorruptMemoryError(f"{path}: content does not match its sha256 (edited after writing?)")
+        # The id carries the hash too, so removing the sha256 field does not switch the check off.
+        intact = recorded in (None, digest) and _id_suffix(checkpoint_id) == digest[:8]
+        if not intact and checkpoint_id not in self._trusted:
+            raise ChecksumMismatchError(f"{path}: content does not match its sha256 (edited after writing?)")
         return checkpoint
+
+    def trust_checkpoint(self, checkpoint_id: str) -> None:
+        """Let this store read `checkpoint_id` although its hash no longer matches (`resume --force`)."""
+        self._trusted.add(self.resolve_checkpoint(checkpoint_id))
+
+    def accepted_modified(self, checkpoint_id: str) -> bool:
+        """Whether this store was told to read `checkpoint_id` despite a hash mismatch."""
+        return checkpoint_id in self._trusted
+
+    def newest_intact_checkpoint(
+        self, start: str | None = None, *, accept_modified: bool = False
+    ) -> tuple[str | None, list[str]]:
+        """The newest checkpoint at or before `start` (default: the latest) that reads back intact.
+
+        Returns (its id or None, one line per newer checkpoint that was skipped
+        and why). A missing `start` (deleted since it was recorded) counts as
+        skipped. With `accept_modified`, a checkpoint that parses but fails its
+        hash is taken (and trusted) rather than skipped.
+        """
+        entries = self._checkpoint_entries()
+        skipped: list[str] = []
+        limit: int | None = None
+        if start is not None:
+            m = _CHECKPOINT_FILE.match(f"{start}.json")
+            if m is None:
+                skipped.append(f"{start}: not a checkpoint id")
+            else:
+                limit = int(m.group(2))
+                if start not in {cid for _, cid in entries}:
+                    skipped.append(f"{self.checkpoints_dir / (start + '.json')}: missing")
+        for seq, checkpoint_id in reversed(entries):
+            if limit is not None and seq > limit:
+                continue
+            try:
+                self.read_checkpoint(checkpoint_id)
+            except ChecksumMismatchError as exc:
+                if accept_modified:
+                    self._trusted.add(checkpoint_id)
+                    return checkpoint_id, skipped
+                skipped.append(str(exc))
+                continue
+            except (AetherError, OSError) as exc:
+                skipped.append(str(exc))
+                continue
+            return checkpoint_id, skipped
+        return None, skipped
 
     def drop_checkpoint(self, ref: str, *, force: bool = False) -> str:
         """Delete one checkpoint and return its id. The latest one needs `force` (else UsageError)."""
@@ -880,14 +981,16 @@ class MemoryStore:
                     continue
                 raw_metrics = data.get("metrics")
                 metrics: dict[str, Any] = raw_metrics if isinstance(raw_metrics, dict) else {}
-                checkpoints.append({
-                    "id": checkpoint_id,
-                    "file": rel,
-                    "episode": data.get("episode"),
-                    "trigger": data.get("trigger"),
-                    "bytes": len(raw),
-                    "tokens": tokens_for(rel, checkpoint_id, len(raw), metrics.get("checkpoint_tokens")),
-                })
+                checkpoints.append(
+                    {
+                        "id": checkpoint_id,
+                        "file": rel,
+                        "episode": data.get("episode"),
+                        "trigger": data.get("trigger"),
+                        "bytes": len(raw),
+                        "tokens": tokens_for(rel, checkpoint_id, len(raw), metrics.get("checkpoint_tokens")),
+                    }
+                )
             tasks: list[dict[str, Any]] = []
             for task_id, path in self._task_paths():
                 rel = self._rel(path)
@@ -938,11 +1041,15 @@ class MemoryStore:
     # --------------------------------------------------------- runs/
 
     def open_ledger(self, session_id: str) -> Ledger:
-        """The run ledger runs/<session_id>.jsonl, opened for appending."""
+        """The run ledger runs/<session_id>.jsonl, opened for appending.
+
+        Only a store that holds the run lock repairs a torn tail (truncates it
+        and records a `ledger_repair` record); see `Ledger`.
+        """
         if not self.valid_task_id(session_id):
             raise UsageError(f"invalid session id {session_id!r}")
         self._ensure_dir(self.runs_dir)
-        return Ledger(self.runs_dir / f"{session_id}.jsonl", clock=self._clock)
+        return Ledger(self.runs_dir / f"{session_id}.jsonl", clock=self._clock, repair=self.locked)
 
     def ledger_path(self, session_id: str) -> Path:
         """runs/<session_id>.jsonl (absolute; may not exist)."""
@@ -1033,12 +1140,25 @@ class Ledger:
     `os.write` of the whole line in O_APPEND mode, so a crash can at worst
     leave a torn last line, which readers skip. Appends are not fsynced (the
     ledger is hot); `close()` fsyncs.
+
+    A torn last line found at open is repaired by a writer opened with
+    `repair=True` (the holder of the run lock): it truncates the file back to
+    its last complete line and appends a `ledger_repair` record saying how
+    many bytes it cut, so `seq` has no gap and the repair is on record. Any
+    other writer only closes the torn line off with a newline. An append the
+    filesystem fails raises `StorageError` and leaves no partial line behind
+    (a repairing writer truncates it away; the seq is reused by the next
+    append).
     """
 
-    def __init__(self, path: Path, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self, path: Path, *, clock: Callable[[], datetime] | None = None, repair: bool = False
+    ) -> None:
         self.path = Path(path)
         self._clock = clock or _utc_now
         self._mutex = threading.Lock()
+        self._repair = repair
+        self.repaired_bytes = 0
         if os.path.islink(self.path):
             raise CorruptMemoryError(f"{self.path}: is a symlink; refusing to write through it")
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC
@@ -1047,15 +1167,33 @@ class Ledger:
         except OSError as exc:
             if os.path.islink(self.path):
                 raise CorruptMemoryError(f"{self.path}: is a symlink; refusing to write through it") from exc
-            raise
+            raise StorageError(self.path, "opening the ledger", exc) from exc
+        # A failed append may have left part of a line: the next one must first undo it.
+        self._dirty = False
         try:
-            self._seq, torn = _last_seq(self.path)
-            if torn:
+            self._seq, good_end, size, torn = _scan_tail(self.path)
+            self._end = size
+            if torn and repair:
+                self._truncate(good_end, "cutting a torn last line")
+                self.repaired_bytes = size - good_end
+                self.append(
+                    {
+                        "kind": "ledger_repair",
+                        "truncated_bytes": self.repaired_bytes,
+                        "note": "a torn last line (an interrupted write) was cut off",
+                    }
+                )
+            elif torn:
                 # Close off a torn line left by a killed writer so the next
-                # record starts on a line of its own.
-                os.write(self._fd, b"\n")
+                # record starts on a line of its own. A fragment that is a whole
+                # record short only of its newline becomes that record again.
+                self._write(b"\n", "closing a torn last line")
+                fragment_seq = _seq_of_line(torn)
+                if fragment_seq is not None and fragment_seq > self._seq:
+                    self._seq = fragment_seq
         except BaseException:
             os.close(self._fd)
+            self._fd = None
             raise
 
     @property
@@ -1063,43 +1201,75 @@ class Ledger:
         """The seq of the last record written (0 for an empty ledger)."""
         return self._seq
 
+    def _truncate(self, size: int, action: str) -> None:
+        assert self._fd is not None
+        try:
+            jsonio.FS.truncate(self._fd, size)
+        except OSError as exc:
+            raise StorageError(self.path, action, exc) from exc
+        self._end = size
+        self._dirty = False
+
+    def _write(self, data: bytes, action: str) -> None:
+        assert self._fd is not None
+        try:
+            write_all(self._fd, data)
+        except OSError as exc:
+            self._dirty = True
+            if self._repair:
+                # Best effort now; if this fails too, the next append retries before writing.
+                with contextlib.suppress(StorageError):
+                    self._truncate(self._end, "removing a partly written line")
+            raise StorageError(self.path, action, exc) from exc
+        self._end += len(data)
+
     def append(self, record: dict[str, Any]) -> int:
         """Redact `record`, add `seq` and `ts`, append it as one line; return its seq.
 
         A record that cannot be serialised (too deep, an unknown type) is
         replaced by a `ledger_error` record naming the problem, never an
-        exception: the ledger must not stop a run.
+        exception: the ledger must not stop a run. A filesystem failure raises
+        `StorageError`; the record is then not written and its seq is reused.
         """
         with self._mutex:
             if self._fd is None:
                 raise AetherError(f"{self.path}: ledger is closed")
+            if self._dirty:
+                if self._repair:
+                    self._truncate(self._end, "removing a partly written line")
+                else:
+                    # Not ours to truncate: end the partial line so this record stands alone.
+                    self._write(b"\n", "closing a partly written line")
+                    self._dirty = False
             seq = self._seq + 1
             stamp = {"seq": seq, "ts": iso_utc(self._clock())}
             try:
                 line = dumps_line({**redact_obj(record), **stamp})
             except (TypeError, ValueError, RecursionError) as exc:
-                line = dumps_line({
-                    "type": "ledger_error",
-                    "error": f"{type(exc).__name__}: {exc}",
-                    "record": redact_text(repr(record)[:2000]),
-                    **stamp,
-                })
-            view = memoryview(line)
+                line = dumps_line(
+                    {
+                        "type": "ledger_error",
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "record": redact_text(_bounded_repr(record)),
+                        **stamp,
+                    }
+                )
             # One write for the whole line; a short write (disk full, signal)
             # is finished rather than left torn.
-            while view:
-                view = view[os.write(self._fd, view) :]
+            self._write(line, "appending to the ledger")
             self._seq = seq
             return seq
 
     def close(self) -> None:
-        """Flush the ledger to disk and close it (idempotent)."""
+        """Flush the ledger to disk and close it (idempotent); StorageError if the flush fails."""
         with self._mutex:
             fd, self._fd = self._fd, None
             if fd is None:
                 return
             try:
-                os.fsync(fd)
+                jsonio.FS.fsync(fd)
+            except OSError as exc:
+                raise StorageError(self.path, "fsync of the ledger", exc) from exc
             finally:
                 os.close(fd)
 
@@ -1108,6 +1278,13 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _bounded_repr(value: Any, limit: int = 2000) -> str:
+    try:
+        return repr(value)[:limit]
+    except RecursionError:  # nested deeper than repr() goes
+        return "<nested too deep to show>"
 
 
 def _open_nofollow(path: Path) -> int:
@@ -1142,19 +1319,23 @@ def _reverse_lines(fh: Any, size: int, chunk: int = 1 << 16) -> Iterator[bytes]:
     yield b"".join(reversed(pending))
 
 
-def _last_seq(path: Path) -> tuple[int, bool]:
-    """(seq of the last complete record, whether the file ends in a torn line)."""
+def _scan_tail(path: Path) -> tuple[int, int, int, bytes]:
+    """(seq of the last complete record, where the complete lines end, file size, the torn tail).
+
+    The torn tail is what follows the last newline (b"" for a well-terminated file).
+    """
     with os.fdopen(_open_nofollow(path), "rb") as fh:
         size = fh.seek(0, os.SEEK_END)
         if size == 0:
-            return 0, False
+            return 0, 0, 0, b""
         segments = _reverse_lines(fh, size)
-        torn = next(segments) != b""
+        torn = next(segments)
+        good_end = size - len(torn)
         for raw in segments:
             seq = _seq_of_line(raw)
             if seq is not None:
-                return seq, torn
-        return 0, torn
+                return seq, good_end, size, torn
+        return 0, good_end, size, torn
 
 
 def _seq_of_line(raw: bytes) -> int | None:
@@ -1168,16 +1349,27 @@ def _seq_of_line(raw: bytes) -> int | None:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
 
-def read_ledger(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a ledger in order. A torn last line (no newline) and any
-    line that does not parse as a JSON object are skipped; the file is never modified."""
-    with os.fdopen(_open_nofollow(Path(path)), "rb") as fh:
-        for raw in fh:
+def read_ledger(path: Path, problems: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """The records of a ledger in order; the file is never modified.
+
+    A torn last line (no newline) and any line that does not parse as a JSON
+    object are skipped; if `problems` is given, each interior line skipped is
+    added to it as "<path>: line N: <reason>" (blank lines and the torn tail,
+    the normal trace of a kill, are not problems).
+    """
+    path = Path(path)
+    with os.fdopen(_open_nofollow(path), "rb") as fh:
+        for number, raw in enumerate(fh, 1):
             if not raw.endswith(b"\n"):
                 return
             try:
                 record = loads(raw)
-            except ValueError:
+            except ValueError as exc:
+                if problems is not None and raw.strip():
+                    reason = decode_error_text(exc) if isinstance(exc, orjson.JSONDecodeError) else str(exc)
+                    problems.append(f"{path}: line {number}: {reason}")
                 continue
             if isinstance(record, dict):
                 yield record
+            elif problems is not None:
+                problems.append(f"{path}: line {number}: not a JSON object")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import random
 import secrets
 import signal
 import threading
@@ -28,10 +29,15 @@ from typing import Any, Protocol
 
 from aether_cli import constants as C
 from aether_cli import protocol as P
+from aether_cli.adapters import detect_format, make_adapter
+from aether_cli.adapters.argv import native_resume_argv, render_argv
+from aether_cli.adapters.base import Compaction, Outcome, StreamStarted
 from aether_cli.budget import CHECKPOINT, EMERGENCY, SOFT, Budget
 from aether_cli.distill import distill
+from aether_cli.distill_command import distill_prompt, run_distill_command
 from aether_cli.episode import EpisodeLog
-from aether_cli.launcher import Child, describe_status, exit_code_of, spawn
+from aether_cli.errors import AetherError
+from aether_cli.launcher import Child, become_subreaper, describe_status, exit_code_of, reap_orphans, spawn
 from aether_cli.reader import iter_lines
 from aether_cli.rehydrate import first_prompt, prompt_budget, rehydrate_prompt
 from aether_cli.settings import Settings, window_for_model
@@ -54,6 +60,18 @@ OVERFLOW_EVENTS = 8
 # An agent checkpoint followed by more than this many events is stale.
 STALE_AFTER_EVENTS = 3
 OVERFLOW_LIMIT = 3
+REAP_EVERY = 1.0
+# An agent's own failure verdict that means its context overflowed: a budget matter,
+# not a crash (Claude's terminal_reason, Codex's error text).
+_OVERFLOW_WORDS = ("prompt_too_long", "prompt is too long", "context window", "context_length",
+                   "context length", "maximum context", "too many tokens")
+_TURN_LIMIT_WORDS = ("max_turns", "max turns")
+# Why the context figure is aether's own count for formats whose usage is not the context size.
+USAGE_NOTES = {
+    "codex": "codex reports usage summed over the whole thread, not the context it holds: "
+    "aether counts the stream itself",
+    "gemini": "gemini reports token totals, not the context it holds: aether counts the stream itself",
+}
 
 
 class ByteBoundedQueue:
@@ -168,26 +186,60 @@ class _EpisodeState:
     events_at_agent_checkpoint: int = 0
     dirty_tasks: dict[str, str] = field(default_factory=dict)
     warnings: int = 0
+    compactions: int = 0
+    outcome: Outcome | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def kill_orphan_group(pid: int, session_id: str) -> bool:
-    """SIGKILL the process group of an agent a dead supervisor left behind.
-
-    Only if the process still carries this session's AETHER_SESSION in its
-    environment, so a recycled pid is never signalled.
-    """
+def session_processes(session_id: str) -> list[int]:
+    """Pids of live processes launched for `session_id`: those whose environment holds
+    its AETHER_SESSION (inherited by the agent's own children). Matching the environment,
+    not a stored pid, means a recycled pid is never taken for the agent."""
+    marker = f"AETHER_SESSION={session_id}".encode()
+    me = os.getpid()
+    found: list[int] = []
     try:
-        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        entries = os.listdir("/proc")
     except OSError:
-        return False
-    if f"AETHER_SESSION={session_id}".encode() not in env:
-        return False
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+        return found
+    for name in entries:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            env = Path(f"/proc/{name}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in env.split(b"\0"):
+            found.append(int(name))
+    return found
+
+
+def end_session_processes(session_id: str) -> list[int]:
+    """SIGKILL whatever a dead supervisor of `session_id` left running; the pids signalled."""
+    killed = []
+    for pid in session_processes(session_id):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
+
+
+def backoff_delay(restarts: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds to wait before crash restart number `restarts` (1, 2, …): `base` doubling per
+    restart up to `cap`, with ±20% jitter so many supervisors do not retry in step."""
+    raw = min(cap, base * (2 ** min(restarts - 1, 62)))
+    return min(cap, raw * rng.uniform(0.8, 1.2))
+
+
+def cap_line(text: str, limit: int = 200) -> str:
+    """The first line of `text`, cut to `limit` characters."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def fill_placeholders(argv: list[str], *, prompt: str, prompt_file: str) -> list[str]:
+    """`{prompt}` and `{prompt_file}` filled in wherever they appear in the arguments."""
+    return [a.replace("{prompt_file}", prompt_file).replace("{prompt}", prompt) for a in argv]
 
 
 def new_session_id(now: datetime | None = None) -> str:
@@ -215,6 +267,8 @@ class Supervisor:
         spawn_fn: Callable[..., Child] = spawn,
         environ: dict[str, str] | None = None,
         cwd: Path | None = None,
+        sleep: Callable[[float], bool] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -234,6 +288,9 @@ class Supervisor:
         self.last_checkpoint: dict[str, Any] | None = None
         self._ledger: Any = None
         self._started = 0.0
+        self._launched_at = 0.0
+        self._rng = rng or random.Random()
+        self._sleeper = sleep
         self._last_beat = 0.0
         self._overflow_streak = 0
         self._episodes_run = 0
@@ -243,6 +300,11 @@ class Supervisor:
         self._force = False
         self._child: Child | None = None
         self._agent_window = 0
+        self.fmt = settings.format if settings.format != "auto" else detect_format(settings.command)
+        self._protocol = make_adapter(self.fmt).speaks_protocol
+        self._stream_session: str | None = None
+        self._compactions = 0
+        self._last_reap = 0.0
 
     @property
     def window(self) -> int:
@@ -271,10 +333,21 @@ class Supervisor:
                 ckpt_id = plan.checkpoint_id
                 self.restarts = plan.restarts
             self.last_checkpoint = self.store.read_checkpoint(ckpt_id) if ckpt_id else None
+            agent = (self.last_checkpoint or {}).get("agent")
+            if isinstance(agent, dict) and isinstance(agent.get("session_id"), str):
+                self._stream_session = agent["session_id"]
+            become_subreaper()
             self._ledger = self.store.open_ledger(self.session_id)
             self._started = self.clock()
+            if plan is None:
+                try:
+                    prev = self.store.read_continuity() or {}
+                except AetherError:
+                    prev = {}  # unreadable: nothing to learn about a previous run from it
+                if prev.get("status") == "running" and isinstance(prev.get("session_id"), str):
+                    self._end_orphans(prev["session_id"])
             if plan is not None and plan.recover:
-                self._end_orphan()
+                self._end_orphans(self.session_id)
                 if plan.latest:
                     self._recover()
             self._record(
@@ -283,6 +356,7 @@ class Supervisor:
                 checkpoint=ckpt_id,
                 settings=s.to_config(),
                 tokenizer=self.counter.name,
+                format=self.fmt,
             )
             if self.counter.note:
                 self.ui.notice(f"token counts are estimates: {self.counter.note}", "warn")
@@ -352,7 +426,12 @@ class Supervisor:
             if outcome.kind == "crashed":
                 assert outcome.status is not None
                 what = describe_status(outcome.status)
+                if outcome.note:
+                    what = f"{what}, {outcome.note}"
                 ck = self._checkpoint("crash", st, note=f"agent {what}")
+                if self.clock() - self._launched_at >= s.min_uptime:
+                    # It ran long enough to count as healthy: this crash starts a new count.
+                    self.restarts = 0
                 self.restarts += 1
                 if self.restarts > s.max_restarts:
                     self._write_continuity("crashed")
@@ -362,8 +441,9 @@ class Supervisor:
                         f"{ck['id']}: fix the agent, then `aether resume`."
                     )
                     self.ui.notice(msg, "error")
-                    return self._result(C.EXIT_CRASH_LOOP, "crashed", msg)
-                delay = min(s.backoff_cap, s.backoff_base * (2 ** (self.restarts - 1)))
+                    # The agent's own exit code passes through (128+n for death by signal n).
+                    return self._result(exit_code_of(outcome.status) or C.EXIT_CRASH_LOOP, "crashed", msg)
+                delay = backoff_delay(self.restarts, s.backoff_base, s.backoff_cap, self._rng)
                 self.ui.notice(
                     f"agent {what}; checkpoint {ck['id']}; restart {self.restarts}/"
                     f"{s.max_restarts} in {delay:.1f}s",
@@ -475,8 +555,10 @@ class Supervisor:
                 "AETHER_CHECKPOINT": ckpt_id or "",
             }
         )
+        argv = self._argv(prompt.text, prompt_path)
         self._gen += 1
-        child = self.spawn_fn(list(s.command), env=env, cwd=str(self.cwd))
+        self._launched_at = self.clock()
+        child = self.spawn_fn(argv, env=env, cwd=str(self.cwd), stdin_pipe=self._protocol)
         self._child = child
         self._start_readers(child, self._gen)
         budget_limit = int(self.window * s.checkpoint_at)
@@ -493,7 +575,7 @@ class Supervisor:
         )
         self._record(
             "launch",
-            argv=list(s.command),
+            argv=argv if argv == list(s.command) else self._argv_for_ledger(argv, prompt.text),
             pid=child.pid,
             checkpoint=ckpt_id,
             prompt_tokens=prompt.tokens,
@@ -507,6 +589,28 @@ class Supervisor:
         )
         return child
 
+    def _argv(self, prompt: str, prompt_path: Path) -> list[str]:
+        """The command line of this launch: the user's, with the prompt put in.
+
+        `{prompt}` and `{prompt_file}` are filled in on every launch. The prompt argument
+        of a recognised CLI (claude -p PROMPT, codex exec PROMPT) is the user's own on a
+        fresh start and the rehydrated prompt after a checkpoint, or the agent's own
+        resume with --native-resume once its session id is known.
+        """
+        argv = list(self.settings.command)
+        if self.last_checkpoint is None:
+            return fill_placeholders(argv, prompt=prompt, prompt_file=str(prompt_path))
+        if self.settings.native_resume and self._stream_session:
+            resumed = native_resume_argv(self.fmt, argv, session_id=self._stream_session, prompt=prompt)
+            if resumed is not None:
+                return fill_placeholders(resumed, prompt=prompt, prompt_file=str(prompt_path))
+        return render_argv(self.fmt, argv, prompt=prompt, prompt_file=str(prompt_path))
+
+    @staticmethod
+    def _argv_for_ledger(argv: list[str], prompt: str) -> list[str]:
+        # The prompt is in start.prompt already; the ledger needs only where it went.
+        return ["<prompt>" if a == prompt else a for a in argv]
+
     def _start_readers(self, child: Child, gen: int) -> None:
         q = self._q
         assert child.proc.stdout is not None and child.proc.stderr is not None
@@ -516,13 +620,33 @@ class Supervisor:
         out_fd = os.dup(child.proc.stdout.fileno())
         err_fd = os.dup(child.proc.stderr.fileno())
 
+        adapter = make_adapter(self.fmt)
+        count = self.counter.count
+
+        def tokens_of(events: list[P.Event]) -> list[int]:
+            # Counted here, in the reader thread: tiktoken releases the GIL while it
+            # encodes, so counting overlaps with the main loop's ledger and state work.
+            out = []
+            for ev in events:
+                text = ev.text if isinstance(ev, P.Invalid) else P.counted_text(ev)
+                out.append(count(text) if text else 0)
+            return out
+
         def read_out() -> None:
+            # Parsing and counting happen here, off the main loop.
             try:
                 for line in iter_lines(out_fd):
                     if not line.text.strip() and not line.dropped_bytes:
                         continue
-                    ev = P.decode_line(line.text)
-                    q.put(("event", gen, (ev, line.dropped_bytes)), len(line.text))
+                    events = adapter.feed(line.text)
+                    if line.dropped_bytes and not events:
+                        # The line said nothing we model, but its lost bytes still count.
+                        events = [P.Text({"type": "text", "text": ""}, text="")]
+                    # One queue item per line: its events (a tool call and the usage
+                    # snapshot of the same line, say) are judged together.
+                    q.put(("events", gen, (events, tokens_of(events), line.dropped_bytes)), len(line.text))
+                last = adapter.finish()
+                q.put(("events", gen, (last, tokens_of(last), 0)), 0)
             finally:
                 os.close(out_fd)
                 q.put(("eof", gen, None), 0)
@@ -541,7 +665,7 @@ class Supervisor:
 
     def _run_episode(self, st: _EpisodeState) -> _Outcome:
         s = self.settings
-        mode = "run"  # run | requested | stopping | interrupting
+        mode = "run"  # run | requested | settling | stopping | interrupting
         trigger = ""
         deadline = 0.0
         escalate_at = 0.0
@@ -558,9 +682,8 @@ class Supervisor:
             except queue.Empty:
                 kind, gen, payload = "tick", st.gen, None
             if gen == st.gen:
-                if kind == "event":
-                    ev, dropped = payload
-                    self._on_event(st, ev, dropped)
+                if kind == "events":
+                    self._on_events(st, *payload)
                 elif kind == "stderr":
                     self._record("stderr", text=payload)
                     self.ui.stderr(payload)
@@ -574,6 +697,9 @@ class Supervisor:
                 st.child.signal_group(forwarded)
                 self._record("signal", signum=forwarded)
                 mode, escalate_at, escalation = "interrupting", now + s.stop_grace, 1
+                if forwarded == signal.SIGTERM:
+                    # The child already has its SIGTERM: the next step is SIGKILL.
+                    escalate_at, escalation = now + s.term_grace, 2
 
             if mode == "run":
                 # A file check per event would be waste; a few per second is plenty.
@@ -590,9 +716,13 @@ class Supervisor:
                     trigger, urgent = st.want
                     # An agent that never spoke the protocol cannot answer a request;
                     # one that just sent its checkpoint or said done needs none.
-                    if urgent or not st.speaks_protocol or trigger == "agent":
+                    if trigger == "done":
                         mode, escalate_at, escalation = "stopping", now + s.stop_grace, 0
                         self._send_stop(st, trigger)
+                    elif urgent or not st.speaks_protocol or trigger == "agent":
+                        # Stop at a safe point: a tool call in flight finishes first, so its
+                        # result is in the checkpoint instead of being half done.
+                        mode, deadline = "settling", now + s.tool_grace
                     else:
                         request_mark = st.agent_checkpoints
                         deadline_ms = int(s.checkpoint_timeout * 1000)
@@ -616,6 +746,17 @@ class Supervisor:
                         )
                     mode, escalate_at, escalation = "stopping", now + s.stop_grace, 0
                     self._send_stop(st, trigger)
+            if mode == "settling" and (not st.log.open_calls or now >= deadline):
+                if st.log.open_calls:
+                    st.extra["note"] = (
+                        f"stopped with {len(st.log.open_calls)} tool call(s) still running after "
+                        f"--tool-grace {s.tool_grace:g}s: marked interrupted"
+                    )
+                    self._record("settle_timeout", calls=list(st.log.open_calls))
+                mode, escalation = "stopping", 0
+                # An agent that cannot read the stop command gets SIGTERM at once.
+                escalate_at = now if st.child.stdin_closed else now + s.stop_grace
+                self._send_stop(st, trigger)
             if mode == "interrupting" and self._force and escalation < 3:
                 escalate_at, escalation = now, 2
             if mode in ("stopping", "interrupting") and status is None and now >= escalate_at:
@@ -631,6 +772,10 @@ class Supervisor:
             # the child's end: exit status plus stdout closed (or a grace after exit)
             if status is None:
                 status = st.child.poll()
+                if status is None and eof:
+                    # Output closed: the exit is a moment away. Waiting on the process
+                    # here, not on the idle queue, saves up to a tick per relaunch.
+                    status = st.child.wait(0.02)
                 if status is not None:
                     exited_at = now
             if status is not None and (eof or (exited_at is not None and now - exited_at >= EOF_AFTER_EXIT)):
@@ -641,10 +786,13 @@ class Supervisor:
                     return _Outcome("interrupted", signum=forwarded, status=status)
                 if st.log.done is not None:
                     return _Outcome("finished", status=status)
+                verdict = self._judge_failure(st) if mode in ("run", "settling") else None
+                if verdict is not None:
+                    return verdict
                 # An exit we did not ask for is judged by its status, unless the agent
                 # handed over its state first (answered the request, then exited).
                 handed_over = mode == "requested" and st.agent_checkpoints > request_mark
-                if mode == "stopping" or handed_over:
+                if mode in ("stopping", "settling") or handed_over:
                     if "capped" in st.extra:
                         return _Outcome("capped", note=st.extra["capped"], status=status)
                     # An answer that came late (after the stop) is still the agent's own state.
@@ -657,6 +805,26 @@ class Supervisor:
 
             if now - self._last_beat >= HEARTBEAT_EVERY:
                 self._heartbeat(st, mode)
+            if now - self._last_reap >= REAP_EVERY:
+                # Descendants the agent orphaned are ours now (subreaper): no zombies.
+                self._last_reap = now
+                reap_orphans(keep=st.child.pid)
+
+    def _judge_failure(self, st: _EpisodeState) -> _Outcome | None:
+        """The agent's own verdict of failure (Claude's result, Codex's turn.failed) read as
+        what it means for the run: an overflow or a turn limit relaunches, anything else is
+        a crash even with exit code 0. None when the agent reported no failure."""
+        out = st.outcome
+        if out is None or out.ok:
+            return None
+        said = f"{out.reason} {out.text}".lower()
+        if any(w in said for w in _OVERFLOW_WORDS):
+            return _Outcome("relaunch", trigger="emergency", note=f"agent reported: {out.reason}")
+        if any(w in said for w in _TURN_LIMIT_WORDS):
+            return _Outcome("relaunch", trigger="steps", note=f"agent reported: {out.reason}")
+        status = st.child.poll() or 1
+        said = cap_line(out.reason) + (f" ({cap_line(out.text)})" if out.text.strip() else "")
+        return _Outcome("crashed", status=status, note=f"agent reported: {said}")
 
     def _drain(self, st: _EpisodeState) -> None:
         """Process what the readers already queued for this child."""
@@ -667,8 +835,8 @@ class Supervisor:
                 return
             if gen != st.gen:
                 continue
-            if kind == "event":
-                self._on_event(st, *payload)
+            if kind == "events":
+                self._on_events(st, *payload)
             elif kind == "stderr":
                 self._record("stderr", text=payload)
 
@@ -696,7 +864,14 @@ class Supervisor:
 
     # ------------------------------------------------------------ events
 
-    def _on_event(self, st: _EpisodeState, ev: P.Event, dropped: int) -> None:
+    def _on_events(
+        self, st: _EpisodeState, events: list[P.Event], tokens: list[int], dropped: int
+    ) -> None:
+        for i, (ev, n) in enumerate(zip(events, tokens, strict=True)):
+            self._on_event(st, ev, n, dropped if i == 0 else 0)
+
+    def _on_event(self, st: _EpisodeState, ev: P.Event, counted: int, dropped: int) -> None:
+        """One event of the live child; `counted` is its text's tokens (from the reader)."""
         s = self.settings
         rec: dict[str, Any] = {"event": ev.raw}
         if dropped:
@@ -712,8 +887,17 @@ class Supervisor:
                 "warn",
             )
             ev = P.Text({"type": "text", "text": ev.text}, text=ev.text)
-        elif not isinstance(ev, P.Text | P.Unknown):
+        elif self._protocol and not isinstance(ev, P.Text | P.Unknown):
             st.speaks_protocol = True
+        if isinstance(ev, StreamStarted):
+            self._stream_session = ev.session_id or self._stream_session
+        elif isinstance(ev, Compaction):
+            st.compactions += 1
+            self._compactions += 1
+            sizes = f" ({ev.pre_tokens} → {ev.post_tokens} tokens)" if ev.pre_tokens else ""
+            self.ui.notice(f"the agent compacted its own context{sizes}", "warn")
+        elif isinstance(ev, Outcome):
+            st.outcome = ev
         if isinstance(ev, P.Hello):
             if ev.context_window and ev.context_window >= 256:
                 self._agent_window = ev.context_window
@@ -731,8 +915,7 @@ class Supervisor:
         st.log.add(ev)
         self.ui.event(ev)
 
-        text = P.counted_text(ev)
-        tokens = (self.counter.count(text) if text else 0) + (estimate_bytes(dropped) if dropped else 0)
+        tokens = counted + (estimate_bytes(dropped) if dropped else 0)
         if tokens:
             st.budget.add(tokens)
         if isinstance(ev, P.Usage):
@@ -777,7 +960,9 @@ class Supervisor:
         # The agent's checkpoint is its state at the moment it sent it; work it did after
         # that (more than a closing remark or two) would be lost, so rules win then.
         fresh = st.log.events - st.events_at_agent_checkpoint <= STALE_AFTER_EVENTS
-        return self._write_checkpoint(trigger, st.log, st.budget, note=note, prefer_agent=fresh)
+        return self._write_checkpoint(
+            trigger, st.log, st.budget, note=note, prefer_agent=fresh, compactions=st.compactions
+        )
 
     def _flush_tasks(self, log: EpisodeLog, dirty: dict[str, str]) -> None:
         """Write the task files changed since the last flush."""
@@ -796,6 +981,7 @@ class Supervisor:
         note: str = "",
         episode: int | None = None,
         prefer_agent: bool = True,
+        compactions: int = 0,
     ) -> dict[str, Any]:
         s = self.settings
         budget = prompt_budget(self.window, s.prompt_budget)
@@ -812,6 +998,7 @@ class Supervisor:
             constraints=list(s.constraints),
             note=note,
             prefer_agent=prefer_agent,
+            command=self._command_distiller(max_tokens) if s.distill_command else None,
         )
         draft["parent"] = self.last_checkpoint["id"] if self.last_checkpoint else None
         draft["session_id"] = self.session_id
@@ -819,6 +1006,9 @@ class Supervisor:
         draft["workspace"] = workspace_state(self.cwd)
         draft["tokenizer"] = "reported" if budget_state.reported else self.counter.name
         draft["metrics"]["episode_tokens"] = budget_state.used
+        draft["metrics"]["agent_compactions"] = compactions
+        # Which agent stream this was, and its own session id for --native-resume.
+        draft["agent"] = {"format": self.fmt, "session_id": self._stream_session}
         ck = self.store.write_checkpoint(draft)
         seq = int(ck["id"].split("_")[1])
         pm = self.store.read_project_memory()
@@ -855,14 +1045,32 @@ class Supervisor:
         )
         return ck
 
-    def _end_orphan(self) -> None:
-        """End the agent a dead supervisor of this session left running, if any."""
-        beat = self.store.read_heartbeat() or {}
-        orphan = beat.get("child_pid")
-        if not isinstance(orphan, int) or beat.get("session_id") != self.session_id:
-            return
-        if kill_orphan_group(orphan, self.session_id):
-            self._record("orphan_killed", pid=orphan)
+    def _command_distiller(self, max_tokens: int) -> Any:
+        """The --distill-command callback for distill(): prompt in, JSON state out."""
+        s = self.settings
+        assert s.distill_command is not None
+
+        def ask(draft: dict[str, Any]) -> tuple[Any, str | None]:
+            prompt = distill_prompt(
+                draft, objective=s.objective, max_tokens=max_tokens, memory_dir=self.store.root
+            )
+            self.ui.notice(f"asking the distill command: {s.distill_command}", "info")
+            answer, failure = run_distill_command(
+                s.distill_command or "", prompt, timeout=s.distill_timeout, cwd=self.cwd
+            )
+            self._record("distill_command", ok=failure is None, reason=failure or "")
+            return answer, failure
+
+        return ask
+
+    def _end_orphans(self, session_id: str) -> None:
+        """End the agent (and its children) a dead supervisor of `session_id` left running."""
+        killed = end_session_processes(session_id)
+        if killed:
+            self._record("orphan_killed", pids=killed, session=session_id)
+            self.ui.notice(
+                f"ended {len(killed)} process(es) left running by the dead run of {session_id}", "warn"
+            )
 
     def _recover(self) -> None:
         """After a supervisor died mid-episode: end any orphaned agent and distil what the
@@ -956,6 +1164,8 @@ class Supervisor:
             "window": self.window,
             "tokenizer": self.counter.name,
             "tokenizer_note": self.counter.note,
+            "agent_format": self.fmt,
+            "agent_compactions": self._compactions,
             "settings": s.to_config(),
         }
         self.store.write_continuity(data)
@@ -977,6 +1187,9 @@ class Supervisor:
                 "steps": st.budget.steps,
                 "events": st.log.events,
                 "protocol_warnings": st.warnings,
+                "format": self.fmt,
+                "usage_note": "" if st.budget.reported else USAGE_NOTES.get(self.fmt, ""),
+                "compactions": st.compactions,
                 "restarts": self.restarts,
                 "tokenizer": self.counter.name,
                 "tokenizer_note": self.counter.note,
@@ -1017,5 +1230,7 @@ class Supervisor:
 
     def _sleep(self, seconds: float) -> bool:
         """Back-off wait that a signal cuts short; True if interrupted."""
+        if self._sleeper is not None:
+            return self._sleeper(seconds) or bool(self._signal)
         self._wake.wait(seconds)
         return bool(self._signal)

@@ -253,19 +253,36 @@ def estimate_bytes(n: int) -> int:
 
 
 def _slices(text: str, limit: int = PIECE_CHARS) -> Iterator[str]:
-    """Cut `text` into slices of at most `limit` chars, preferably before whitespace."""
+    """Cut `text` into slices of at most `limit` chars at boundaries cl100k never spans.
+
+    A cut goes before a space or newline that follows a letter or digit: no
+    cl100k piece holds a letter or digit followed by whitespace, so the start
+    of such a whitespace run is always a piece boundary and the sum of the
+    slices' counts equals the count of the whole text. (Cutting anywhere in a
+    run of whitespace would not be: "\n\n" is one token, "\n" + "\n" two.)
+    Only text with no such boundary in `limit` chars is cut mid-piece.
+    """
     n = len(text)
     start = 0
     while n - start > limit:
         hi = start + limit
-        # The last whitespace in the window. A short slice is harmless: the
-        # next window then reaches past this one, so slices stay <= 2n/limit + 1.
-        cut = max(text.rfind(" ", start + 1, hi), text.rfind("\n", start + 1, hi))
+        cut = _boundary_before(text, start, hi)
         if cut <= start:
-            cut = hi  # no whitespace in reach: one long "word", cut it anywhere
+            cut = hi  # no boundary in reach (one enormous word): cut it anywhere
         yield text[start:cut]
         start = cut
     yield text[start:]
+
+
+def _boundary_before(text: str, start: int, hi: int) -> int:
+    """The last i in (start, hi) where text[i] is a space or newline after a letter or digit."""
+    i = hi
+    while True:
+        i = max(text.rfind(" ", start + 1, i), text.rfind("\n", start + 1, i))
+        if i <= start:
+            return start
+        if text[i - 1].isalnum():
+            return i
 
 
 def encoding_file() -> Path | None:

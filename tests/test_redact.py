@@ -280,7 +280,7 @@ def test_redact_obj_redacts_every_string_and_keeps_the_shape() -> None:
         "type": "tool_result",
         "output": f"export GITHUB_TOKEN={GHP}",
         "nested": [{"cmd": ["curl", "-H", f"Authorization: Bearer {JWT}"]}, 3, 1.5, None, True],
-        f"key with {AWS_ID}": "dict keys are kept as they are",
+        f"key with {AWS_ID}": "an agent chooses tool-input keys, so keys are redacted too",
         "tuple": ("a", OPENAI),
     }
     out = redact_obj(value)
@@ -292,7 +292,7 @@ def test_redact_obj_redacts_every_string_and_keeps_the_shape() -> None:
         None,
         True,
     ]
-    assert out[f"key with {AWS_ID}"] == "dict keys are kept as they are"
+    assert out["key with [REDACTED:aws_access_key]"] == value[f"key with {AWS_ID}"]
     assert out["tuple"] == ["a", "[REDACTED:api_key]"]
     # The input is not modified, and the output is still valid JSON.
     assert value["output"] == f"export GITHUB_TOKEN={GHP}"

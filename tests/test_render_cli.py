@@ -135,3 +135,28 @@ def test_help_lists_every_command() -> None:
     for name in ("run", "resume", "status", "checkpoints", "show", "drop", "checkpoint", "init"):
         assert name in res.stdout
     assert "--context-window" in runner.invoke(app, ["run", "--help"]).stdout
+
+
+def test_status_view_cuts_a_long_task_list_unfinished_first() -> None:
+    tasks = [{"id": f"done{i:03d}", "status": "done", "progress": 1.0} for i in range(60)]
+    tasks += [{"id": f"open{i:03d}", "status": "pending", "progress": 0.0} for i in range(30)]
+    tasks.append({"id": "now", "status": "in_progress", "progress": 0.5, "next_action": "write tests"})
+    out = render(*status_view({"session_id": "s", "state": "running", "tasks": tasks}))
+    rows = [line for line in out.splitlines() if line.strip().startswith(("done", "open", "now"))]
+    assert len(rows) == 20
+    assert rows[0].strip().startswith("now") and not any(r.strip().startswith("done") for r in rows)
+    assert "… and 71 more (91 tasks, 60 done)" in out
+
+
+def test_status_shows_the_agent_format_and_its_compactions() -> None:
+    data = {
+        "session_id": "s",
+        "state": "running",
+        "agent_format": "codex",
+        "usage_note": "codex reports usage summed over the whole thread",
+        "agent_compactions": 2,
+        "tasks": [],
+    }
+    out = render(*status_view(data))
+    assert "codex" in out and "summed over the whole thread" in out
+    assert "compacted its own context 2 time(s)" in out

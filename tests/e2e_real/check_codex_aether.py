@@ -1,0 +1,51 @@
+"""aether supervising the real Codex CLI against the fake Responses API server.
+
+`codex exec --json` reports usage only once, cumulative, at the end of its turn, so a context
+threshold alone may never fire; `--max-steps` makes aether checkpoint after a few tool calls
+whatever it counts, which forces the relaunches this check is about.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import orjson
+from helpers import aether
+from realcli import assert_steps_once_each, checkpoints, codex_args, codex_env, explain, fake_server, ledger
+
+STEPS, BASE, PER_TURN, WINDOW, MAX_STEPS = 12, 12_000, 600, 24_000, 5
+OBJECTIVE = f'Append "step K" to steps.txt for K = 1..{STEPS}, one shell command per step.'
+
+
+def test_aether_relaunches_codex_until_every_step_is_done(project: Path, tmp_path: Path) -> None:
+    with fake_server(
+        "fake_openai.py", project, tmp_path, steps=STEPS, base_tokens=BASE, tokens_per_turn=PER_TURN
+    ) as fake:
+        proc = aether(
+            "run",
+            "--objective",
+            OBJECTIVE,
+            "--context-window",
+            str(WINDOW),
+            "--max-steps",
+            str(MAX_STEPS),
+            "--",
+            *codex_args(fake.port, OBJECTIVE),
+            env=codex_env(tmp_path / "codex-home"),
+            timeout=400,
+        )
+    why = explain(proc, fake, project)
+    assert proc.returncode == 0, why
+
+    launches = [r for r in ledger(project) if r.get("kind") == "launch"]
+    assert len({r["episode"] for r in launches}) >= 2, why
+    assert_steps_once_each(project, STEPS, relaunches=len(launches) - 1)
+
+    status = orjson.loads(aether("status", "--json").stdout)
+    assert status["episode"] >= 2 and status["checkpoints"] >= 1, status
+    assert checkpoints(project), why
+
+    turns = fake.turns()
+    assert len({r["first_user"] for r in turns}) >= 2, why
+    assert any(b["messages"] < a["messages"] for a, b in itertools.pairwise(turns)), why

@@ -1,0 +1,257 @@
+"""A fake OpenAI Responses API that plays the steps scenario, for running the real Codex CLI offline.
+
+    python tests/fakes/fake_openai.py --port 0 --workdir DIR [--steps N] [--base-tokens B]
+        [--tokens-per-turn T] [--port-file F] [--log F]
+
+`POST /v1/responses` answers an SSE stream when `"stream": true` (response.created, then each
+output item's added/delta/done events, then response.completed with usage), else the response
+object. The shell call takes the shape of the shell tool the request offers, so the fake follows
+whatever Codex build drives it: `shell_command` / `exec_command` (a command string), `shell`
+(an argv list) or the built-in `local_shell` (a local_shell_call item).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the `fakes` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fakes.base import BadRequest, FakeHandler, FakeServer, main, split_in_two
+from fakes.base import start_server as _start
+from fakes.scenario import Turn, clean_text
+
+# The shell tools Codex builds have offered, best first, with how each takes its command.
+SHELL_TOOLS = ("shell_command", "exec_command", "shell")
+# Codex injects context as user messages: <environment_context>, <user_instructions>, AGENTS.md.
+WRAPPERS = ("<", "# AGENTS.md")
+
+
+def _id(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:24]
+
+
+def _item_text(item: dict[str, Any]) -> str:
+    content = item.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(p.get("text", "")) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def first_user_text(items: list[Any]) -> str:
+    """The first user message that is the prompt, not Codex's injected context, cleaned for the log."""
+    for item in items:
+        if not isinstance(item, dict) or item.get("role") != "user":
+            continue
+        text = _item_text(item).strip()
+        if text and not text.startswith(WRAPPERS):
+            return clean_text(text)
+    return ""
+
+
+def shell_tool(body: dict[str, Any]) -> str | None:
+    """The name (or "local_shell") of the shell tool the request offers, None if it offers none."""
+    names: set[str] = set()
+    for tool in body.get("tools") or []:
+        if not isinstance(tool, dict):
+            continue
+        if tool.get("type") == "local_shell":
+            names.add("local_shell")
+        elif tool.get("name"):
+            names.add(str(tool["name"]))
+    for name in (*SHELL_TOOLS, "local_shell"):
+        if name in names:
+            return name
+    return None
+
+
+def _call_item(tool: str, command: str, status: str) -> dict[str, Any]:
+    """The output item calling `tool` to run `command` through bash."""
+    call_id = _id("call_")
+    if tool == "local_shell":
+        action = {"type": "exec", "command": ["bash", "-lc", command], "env": {}}
+        return {
+            "type": "local_shell_call",
+            "id": _id("lsh_"),
+            "call_id": call_id,
+            "status": status,
+            "action": action,
+        }
+    args: dict[str, Any]
+    if tool == "shell":
+        args = {"command": ["bash", "-lc", command]}
+    elif tool == "exec_command":
+        args = {"cmd": command}
+    else:
+        args = {"command": command}
+    return {
+        "type": "function_call",
+        "id": _id("fc_"),
+        "call_id": call_id,
+        "name": tool,
+        "arguments": json.dumps(args),
+        "status": status,
+    }
+
+
+def _validate(body: dict[str, Any]) -> list[Any]:
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise BadRequest("model: a non-empty string is required")
+    items = body.get("input")
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    if not isinstance(items, list) or not items:
+        raise BadRequest("input: a non-empty string or list is required")
+    return items
+
+
+class OpenAIHandler(FakeHandler):
+    """The Responses API endpoints Codex calls."""
+
+    post_routes = {"/v1/responses": "route_responses", "/responses": "route_responses"}  # noqa: RUF012
+    get_routes = {"/v1/models": "route_models", "/models": "route_models"}  # noqa: RUF012
+
+    def error_body(self, status: int, message: str) -> dict[str, Any]:
+        """OpenAI's error shape."""
+        kind = {400: "invalid_request_error", 404: "not_found"}.get(status, "server_error")
+        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+    def route_models(self, _body: None) -> None:
+        """An empty model list: Codex then keeps its built-in model metadata."""
+        self.send_json(200, {"object": "list", "data": [], "models": []})
+
+    def route_responses(self, body: dict[str, Any]) -> None:
+        """One model turn, streamed or whole."""
+        items = _validate(body)
+        scenario = self.server.scenario
+        tool = shell_tool(body)
+        if tool is None:
+            turn = Turn("final", 0, "", "I need a shell tool for this task.")
+            kind = "no_shell"
+        else:
+            turn = scenario.next_turn()
+            kind = turn.kind
+        total = scenario.context_tokens(len(items))
+        self.server.log.write(
+            {
+                "path": self.path,
+                "kind": kind,
+                "messages": len(items),
+                "step": turn.step if kind == "tool" else None,
+                "tokens": total,
+                "stream": bool(body.get("stream")),
+                "model": body["model"],
+                "tool": tool,
+                "first_user": first_user_text(items),
+            }
+        )
+        output = [_message_item(turn.text)]
+        if turn.kind == "tool" and tool is not None:
+            output.append(_call_item(tool, turn.command, "completed"))
+        out_tokens = 10 + 10 * len(output)
+        usage = {
+            "input_tokens": total,
+            # Cached tokens are part of input_tokens in this API, not added to it.
+            "input_tokens_details": {"cached_tokens": total // 2},
+            "output_tokens": out_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": total + out_tokens,
+        }
+        response = {
+            "id": _id("resp_"),
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "model": body["model"],
+            "output": output,
+            "usage": usage,
+        }
+        if body.get("stream"):
+            self._stream(response)
+        else:
+            self.send_json(200, response)
+
+    def _stream(self, response: dict[str, Any]) -> None:
+        seq = itertools.count()
+
+        def event(name: str, **fields: Any) -> None:
+            self.send_event(name, {"type": name, "sequence_number": next(seq), **fields})
+
+        pending = {**response, "status": "in_progress", "output": [], "usage": None}
+        self.start_sse()
+        event("response.created", response=pending)
+        event("response.in_progress", response=pending)
+        for index, item in enumerate(response["output"]):
+            if item["type"] == "message":
+                self._stream_message(event, index, item)
+            elif item["type"] == "function_call":
+                event("response.output_item.added", output_index=index, item={**item, "arguments": ""})
+                for piece in split_in_two(item["arguments"]):
+                    event(
+                        "response.function_call_arguments.delta",
+                        item_id=item["id"],
+                        output_index=index,
+                        delta=piece,
+                    )
+                event(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    arguments=item["arguments"],
+                )
+                event("response.output_item.done", output_index=index, item=item)
+            else:
+                event(
+                    "response.output_item.added", output_index=index, item={**item, "status": "in_progress"}
+                )
+                event("response.output_item.done", output_index=index, item=item)
+        event("response.completed", response=response)
+
+    @staticmethod
+    def _stream_message(event: Callable[..., None], index: int, item: dict[str, Any]) -> None:
+        text = item["content"][0]["text"]
+        ids = {"item_id": item["id"], "output_index": index, "content_index": 0}
+        event(
+            "response.output_item.added",
+            output_index=index,
+            item={**item, "status": "in_progress", "content": []},
+        )
+        event(
+            "response.content_part.added", **ids, part={"type": "output_text", "text": "", "annotations": []}
+        )
+        for piece in split_in_two(text):
+            event("response.output_text.delta", **ids, delta=piece)
+        event("response.output_text.done", **ids, text=text)
+        event("response.content_part.done", **ids, part=item["content"][0])
+        event("response.output_item.done", output_index=index, item=item)
+
+
+def _message_item(text: str) -> dict[str, Any]:
+    part = {"type": "output_text", "text": text, "annotations": []}
+    return {
+        "type": "message",
+        "id": _id("msg_"),
+        "status": "completed",
+        "role": "assistant",
+        "content": [part],
+    }
+
+
+def start_server(workdir: Path, **kwargs: Any) -> tuple[FakeServer, int]:
+    """Serve the fake Responses API in a daemon thread; see `fakes.base.start_server` for the options."""
+    return _start(OpenAIHandler, workdir, **kwargs)
+
+
+if __name__ == "__main__":
+    sys.exit(main(OpenAIHandler, "A fake OpenAI Responses API playing the steps scenario."))

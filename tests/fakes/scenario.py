@@ -1,0 +1,107 @@
+"""The scripted task both fake model servers play, and their request log.
+
+The task: append the line `step K` to steps.txt in the workdir, for K = 1..N, one Bash tool
+call per model turn, then answer "All N steps done.". The next step is read from the workdir
+(how many lines steps.txt has), never from the conversation, so an agent relaunched with a
+fresh conversation carries on where the file says. Stdlib only: the fakes must run with any
+Python, without the project's dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+STEPS_FILE = "steps.txt"
+# Claude Code wraps injected context in these; they would hide the prompt in a truncated log.
+_REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
+LOG_TEXT_LIMIT = 400
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What the model answers on one request: a tool call doing `step`, or the final text."""
+
+    kind: Literal["tool", "final"]
+    step: int
+    command: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The scripted model: N steps in `workdir`, and a context size that grows with the conversation."""
+
+    workdir: Path
+    steps: int = 3
+    base_tokens: int = 1000
+    tokens_per_turn: int = 200
+
+    def done_count(self) -> int:
+        """How many steps the workdir shows as done (lines in steps.txt)."""
+        try:
+            text = (self.workdir / STEPS_FILE).read_text(errors="replace")
+        except FileNotFoundError:
+            return 0
+        return sum(1 for line in text.splitlines() if line.strip())
+
+    def next_turn(self) -> Turn:
+        """The answer to the current request, decided by the workdir alone."""
+        done = self.done_count()
+        if done >= self.steps:
+            return Turn("final", self.steps, "", f"All {self.steps} steps done.")
+        step = done + 1
+        return Turn(
+            "tool",
+            step,
+            f'echo "step {step}" >> {STEPS_FILE}',
+            f"Step {step} of {self.steps}: appending it to {STEPS_FILE}.",
+        )
+
+    def context_tokens(self, n_messages: int) -> int:
+        """The context size to report for a request carrying `n_messages` messages."""
+        return self.base_tokens + self.tokens_per_turn * max(0, n_messages)
+
+
+def task_prompt(steps: int) -> str:
+    """A prompt describing the scripted task (the fakes ignore it; it reads well in transcripts)."""
+    return (
+        f'Work through steps 1..{steps}: for each step K append the line "step K" to '
+        f"{STEPS_FILE} in the working directory with one Bash command, then say you are done."
+    )
+
+
+def clean_text(text: str, limit: int = LOG_TEXT_LIMIT) -> str:
+    """`text` without Claude Code's system reminders, whitespace-squeezed and truncated for the log."""
+    squeezed = " ".join(_REMINDER.sub(" ", text).split())
+    return squeezed if len(squeezed) <= limit else squeezed[: limit - 1] + "…"
+
+
+class RequestLog:
+    """Appends one JSON line per request to a file (or nowhere), safe across server threads."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Add `record` with a timestamp; a no-op without a log file."""
+        if self.path is None:
+            return
+        line = json.dumps({"time": round(time.time(), 3), **record}, ensure_ascii=False) + "\n"
+        with self._lock, self.path.open("a", encoding="utf-8") as f:
+            f.write(line)
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """Every record of a request log, oldest first (an absent log has none)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,253 @@
+"""End-to-end: aether wrapping agents that do not speak its protocol.
+
+`tests/agents/fake_claude.py` is installed as `claude` on PATH and prints Claude
+Code's stream-json as the recorded samples show; its reported context grows
+every turn, so a threshold is crossed deterministically. (The real CLIs run
+against fake model servers in `make e2e-real`.)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from helpers import AGENTS, aether, read_json
+
+pytestmark = pytest.mark.slow
+
+FAST = {"AETHER_STOP_GRACE": "1", "AETHER_TERM_GRACE": "1", "AETHER_BACKOFF_BASE": "0.05"}
+CLAUDE = ["claude", "-p", "Do the numbered steps", "--output-format", "stream-json", "--verbose"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """PATH with `claude` (the fake) first."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "claude"
+    fake.write_text(f"#!{sys.executable}\n" + (AGENTS / "fake_claude.py").read_text())
+    fake.chmod(0o755)
+    return {**FAST, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def steps(project: Path) -> list[int]:
+    path = project / "steps.txt"
+    return [int(line.split()[1]) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def checkpoints(project: Path) -> list[dict]:
+    return [read_json(p) for p in sorted((project / ".memory" / "checkpoints").glob("chk_*.json"))]
+
+
+def jsonl(path: Path) -> list:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def test_claude_is_relaunched_with_a_rehydrated_prompt_and_nothing_lost(project: Path, env: dict) -> None:
+    res = aether(
+        "run",
+        "--context-window",
+        "24000",
+        "--",
+        *CLAUDE,
+        "--steps",
+        "30",
+        "--todos",
+        "--tool-seconds",
+        "0.1",
+        env=env,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    done = steps(project)
+    assert sorted(set(done)) == list(range(1, 31)), done
+    cks = checkpoints(project)
+    relaunches = len(cks) - 1
+    assert relaunches >= 1
+    # A tool call the stop cut short is redone once at most, per relaunch.
+    assert len(done) - 30 <= relaunches
+    assert all(ck["tokenizer"] == "reported" for ck in cks)
+    assert cks[0]["agent"]["format"] == "claude" and cks[0]["agent"]["session_id"]
+    assert cks[0]["objective"] == "Do the numbered steps", "the prompt argument is the objective"
+    prompts = jsonl(project / "prompts.jsonl")
+    assert prompts[0] == "Do the numbered steps"
+    assert len(prompts) == len(cks)
+    for ck, prompt in zip(cks, prompts[1:], strict=False):
+        assert prompt.startswith("# Resuming"), prompt[:200]
+        assert ck["id"] in prompt and "Do the numbered steps" in prompt
+    # The relaunch keeps the user's other flags and puts the prompt where the prompt was.
+    argvs = jsonl(project / "argv.jsonl")
+    assert argvs[1][0] == "-p" and argvs[1][2:6] == ["--output-format", "stream-json", "--verbose", "--steps"]
+    # TodoWrite became task files.
+    tasks = sorted((project / ".memory" / "task_states").glob("task_todo-*_state.json"))
+    assert len(tasks) == 5
+    assert read_json(tasks[0])["title"] == "Do step 1"
+    status = orjson.loads(aether("status", "--json").stdout)
+    assert status["agent_format"] == "claude" and status["state"] == "done"
+
+
+def test_a_tool_call_in_flight_finishes_before_the_stop(project: Path, env: dict) -> None:
+    # Each step's tool runs 1 s, and the threshold fires on its tool_use line, while it
+    # runs. With the safe point it completes and is not redone; nothing is interrupted.
+    res = aether(
+        "run",
+        "--context-window",
+        "12000",
+        "--",
+        *CLAUDE,
+        "--steps",
+        "8",
+        "--tool-seconds",
+        "1",
+        "--per-turn",
+        "2000",
+        "--no-text",
+        env=env,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert steps(project) == list(range(1, 9))
+    cks = checkpoints(project)
+    assert len(cks) >= 2
+    budget = [ck for ck in cks if ck["trigger"] == "budget"]
+    assert budget and all(not ck["state"].get("interrupted_calls") for ck in budget)
+
+
+def test_a_tool_call_that_outlives_the_grace_is_marked_interrupted(project: Path, env: dict) -> None:
+    res = aether(
+        "run",
+        "--context-window",
+        "12000",
+        "--tool-grace",
+        "0.2",
+        "--",
+        *CLAUDE,
+        "--steps",
+        "6",
+        "--tool-seconds",
+        "1.5",
+        "--per-turn",
+        "2000",
+        "--no-text",
+        env=env,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    budget = [ck for ck in checkpoints(project) if ck["trigger"] == "budget"]
+    assert budget and budget[0]["state"]["interrupted_calls"], budget[0]["state"]
+    assert "tool call(s) still running" in budget[0]["distiller_note"]
+    # The next episode is told, on the call's own line, that it was interrupted, and redoes it.
+    relaunch_prompt = jsonl(project / "prompts.jsonl")[1]
+    assert any("interrupted" in line and "Bash" in line for line in relaunch_prompt.splitlines())
+    done = steps(project)
+    assert sorted(set(done)) == list(range(1, 7)) and len(done) - 6 <= len(budget)
+
+
+@pytest.mark.parametrize(
+    ("fail", "trigger"), [("prompt_too_long", "emergency"), ("error_max_turns", "steps")]
+)
+def test_claudes_own_limits_relaunch_rather_than_crash(
+    project: Path, env: dict, fail: str, trigger: str
+) -> None:
+    res = aether(
+        "run",
+        "--context-window",
+        "200000",
+        "--max-restarts",
+        "0",
+        "--",
+        *CLAUDE,
+        "--steps",
+        "6",
+        "--fail",
+        fail,
+        env=env,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert steps(project) == list(range(1, 7))
+    cks = checkpoints(project)
+    assert cks[0]["trigger"] == trigger
+    key = fail.removeprefix("error_")
+    assert any(key in e for e in cks[0]["errors"]), cks[0]["errors"]
+
+
+def test_an_error_result_is_a_crash_even_with_exit_code_zero(project: Path, env: dict) -> None:
+    res = aether("run", "--max-restarts", "0", "--", *CLAUDE, "--steps", "6", "--fail", "api_error", env=env)
+    assert res.returncode == 1, res.stdout + res.stderr
+    ck = checkpoints(project)[0]
+    assert ck["trigger"] == "crash" and "api_error" in ck["distiller_note"]
+
+
+def test_claude_compacting_itself_is_recorded_and_shown(project: Path, env: dict) -> None:
+    res = aether("run", "--", *CLAUDE, "--steps", "6", "--compact-at", "3", env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "compacted its own context" in res.stdout
+    ledger = next((project / ".memory" / "runs").glob("ses_*.jsonl"))
+    assert any(r.get("kind") == "event" and r["event"].get("type") == "compaction" for r in jsonl(ledger))
+    status = orjson.loads(aether("status", "--json").stdout)
+    assert status["agent_compactions"] == 1
+    assert "compacted its own context 1 time" in aether("status").stdout
+
+
+def test_native_resume_relaunches_through_claudes_own_resume(project: Path, env: dict) -> None:
+    res = aether(
+        "run", "--native-resume", "--context-window", "24000", "--", *CLAUDE, "--steps", "20", env=env
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    argvs = jsonl(project / "argv.jsonl")
+    session = checkpoints(project)[0]["agent"]["session_id"]
+    assert "--resume" not in argvs[0]
+    assert argvs[1][:2] == ["--resume", session]
+    assert argvs[1][argvs[1].index("-p") + 1].startswith("# Resuming")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["claude", "-p", "x"],
+        ["claude", "-p", "x", "--output-format", "json"],
+        ["codex", "exec", "x"],
+    ],
+)
+def test_a_known_cli_without_its_json_flag_is_refused(project: Path, env: dict, command: list[str]) -> None:
+    res = aether("run", "--", *command, env=env)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "--format text" in res.stderr
+    assert not (project / ".memory").exists(), "nothing written for a refused command"
+
+
+def test_a_bad_format_is_a_usage_error(project: Path) -> None:
+    res = aether("run", "--format", "yaml", "--", "true")
+    assert res.returncode == 2 and "--format must be one of" in res.stderr
+
+
+def test_a_text_agent_gets_its_prompt_through_a_placeholder(project: Path) -> None:
+    agent = (
+        "import sys, pathlib\n"
+        "prompt = pathlib.Path(sys.argv[1]).read_text()\n"
+        "with open('seen.txt', 'a') as fh: fh.write(prompt.splitlines()[0] + '\\n')\n"
+        "for i in range(300): print(f'line {i} ' + 'x' * 40, flush=True)\n"
+    )
+    script = project / "agent.py"
+    script.write_text(agent)
+    res = aether(
+        "run",
+        "--objective",
+        "print lines",
+        "--context-window",
+        "3000",
+        "--format",
+        "text",
+        "--max-episodes",
+        "2",
+        "--",
+        sys.executable,
+        str(script),
+        "{prompt_file}",
+        env=FAST,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    seen = (project / "seen.txt").read_text().splitlines()
+    assert len(seen) == 2 and seen[1].startswith("# Resuming: episode 2")
+    cks = checkpoints(project)
+    assert cks[0]["tokenizer"] != "reported" and cks[0]["agent"]["format"] == "text"
