@@ -182,6 +182,14 @@ def test_one_secret_alone_in_plain_text_is_redacted_as_the_full_rules_would(
     same_both_ways(pad_to(before + secret + after, length, rng, filler=LOG))
 
 
+@settings(max_examples=1000, deadline=None)
+@given(PLAIN, SHAPED | JWT, PLAIN, st.sampled_from((0, 200)), st.randoms(use_true_random=False))
+def test_one_shaped_token_alone_in_plain_text_is_redacted_as_the_full_rules_would(
+    before: str, token: str, after: str, length: int, rng: random.Random
+) -> None:
+    same_both_ways(pad_to(before + token + after, length, rng, filler=LOG))
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(

@@ -460,3 +460,64 @@ def test_an_agent_that_ignores_or_closes_stdin_is_supervised(project: Path, how:
     ledger = next((project / ".memory" / "runs").glob("ses_*.jsonl"))
     kinds = [orjson.loads(line).get("kind") for line in ledger.read_bytes().splitlines() if line.strip()]
     assert kinds.count("checkpoint") >= 1 and kinds.count("launch") == 2
+
+
+# ------------------------------------------------------------------ 17. a huge line
+
+
+def test_a_100_mb_line_without_newline_keeps_aether_bounded_and_later_lines_count(project: Path) -> None:
+    agent = (
+        "import json, sys\n"
+        "out = sys.stdout.buffer\n"
+        "block = b'A' * 65536\n"
+        "for _ in range(1600): out.write(block)\n"  # 100 MiB, no newline
+        "out.write(b'\\n')\n"
+        "for i in range(3):\n"
+        "    line = {'type': 'message', 'role': 'assistant', 'text': f'after {i}'}\n"
+        "    out.write(json.dumps(line).encode() + b'\\n')\n"
+        "out.write(json.dumps({'type': 'done', 'summary': 'ok'}).encode() + b'\\n')\n"
+        "out.flush()\n"
+    )
+    # A fresh process runs aether and reports the peak RSS of what it waited for: aether
+    # (the agent under it streams in 64 KiB blocks), untouched by earlier tests' children.
+    measure = (
+        "import resource, subprocess, sys\n"
+        "rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+        "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    env = dict(os.environ, **FAST_ENV)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            measure,
+            sys.executable,
+            "-m",
+            "aether_cli",
+            "run",
+            "--quiet",
+            "--objective",
+            "x",
+            "--",
+            sys.executable,
+            "-c",
+            agent,
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout.split()
+    rc, peak_mb = int(out[0]), int(out[1]) / 1024
+    assert rc == 0
+    assert peak_mb < 150, f"aether's peak RSS {peak_mb:.0f} MB for a 100 MiB line"
+    ledger = next((project / ".memory" / "runs").glob("ses_*.jsonl"))
+    records = [orjson.loads(line) for line in ledger.read_bytes().splitlines() if line.strip()]
+    dropped = sum(r.get("dropped_bytes", 0) for r in records if r.get("kind") == "event")
+    assert dropped >= 100 * 1024 * 1024 - (1 << 20), dropped
+    texts = [r["event"].get("text") for r in records if r.get("kind") == "event"]
+    assert [t for t in texts if t and t.startswith("after")] == ["after 0", "after 1", "after 2"]
+    ck = read_json(sorted((project / ".memory" / "checkpoints").glob("chk_*.json"))[-1])
+    assert ck["metrics"]["episode_tokens"] > 1_000_000, "the dropped bytes still count as context"
