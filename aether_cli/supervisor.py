@@ -13,6 +13,7 @@ It knows nothing of Typer or Rich: output goes to a `Reporter`.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue
 import random
@@ -305,6 +306,9 @@ class Supervisor:
         self._stream_session: str | None = None
         self._compactions = 0
         self._last_reap = 0.0
+        # Per reader generation: when its stdout reader last finished a line (inf while
+        # it works on one), read by the main loop to judge a pipe held open after exit.
+        self._reader_active: dict[int, float] = {}
 
     @property
     def window(self) -> int:
@@ -632,11 +636,16 @@ class Supervisor:
                 out.append(count(text) if text else 0)
             return out
 
+        active = self._reader_active
+        active[gen] = time.monotonic()
+
         def read_out() -> None:
             # Parsing and counting happen here, off the main loop.
             try:
                 for line in iter_lines(out_fd):
+                    active[gen] = math.inf  # working on a line
                     if not line.text.strip() and not line.dropped_bytes:
+                        active[gen] = time.monotonic()
                         continue
                     events = adapter.feed(line.text)
                     if line.dropped_bytes and not events:
@@ -645,11 +654,13 @@ class Supervisor:
                     # One queue item per line: its events (a tool call and the usage
                     # snapshot of the same line, say) are judged together.
                     q.put(("events", gen, (events, tokens_of(events), line.dropped_bytes)), len(line.text))
+                    active[gen] = time.monotonic()
                 last = adapter.finish()
                 q.put(("events", gen, (last, tokens_of(last), 0)), 0)
             finally:
                 os.close(out_fd)
                 q.put(("eof", gen, None), 0)
+                active.pop(gen, None)
 
         def read_err() -> None:
             try:
@@ -778,7 +789,7 @@ class Supervisor:
                     status = st.child.wait(0.02)
                 if status is not None:
                     exited_at = now
-            if status is not None and (eof or (exited_at is not None and now - exited_at >= EOF_AFTER_EXIT)):
+            if status is not None and (eof or self._gave_up_on_eof(st.gen, exited_at, now)):
                 if not eof:
                     self._drain(st)
                 self._record("exit", status=status, code=exit_code_of(status))
@@ -809,6 +820,15 @@ class Supervisor:
                 # Descendants the agent orphaned are ours now (subreaper): no zombies.
                 self._last_reap = now
                 reap_orphans(keep=st.child.pid)
+
+    def _gave_up_on_eof(self, gen: int, exited_at: float | None, now: float) -> bool:
+        """After the child's exit, stop waiting for its stdout to close once the reader has
+        been idle a while: a grandchild may hold the pipe open forever, but a reader still
+        parsing and counting a huge last line is not done."""
+        if exited_at is None or now - exited_at < EOF_AFTER_EXIT:
+            return False
+        busy_since = self._reader_active.get(gen, 0.0)
+        return time.monotonic() - busy_since >= EOF_AFTER_EXIT
 
     def _judge_failure(self, st: _EpisodeState) -> _Outcome | None:
         """The agent's own verdict of failure (Claude's result, Codex's turn.failed) read as

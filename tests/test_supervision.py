@@ -521,3 +521,20 @@ def test_a_100_mb_line_without_newline_keeps_aether_bounded_and_later_lines_coun
     assert [t for t in texts if t and t.startswith("after")] == ["after 0", "after 1", "after 2"]
     ck = read_json(sorted((project / ".memory" / "checkpoints").glob("chk_*.json"))[-1])
     assert ck["metrics"]["episode_tokens"] > 1_000_000, "the dropped bytes still count as context"
+
+
+def test_a_reader_still_counting_at_the_exit_is_waited_for(project: Path) -> None:
+    # After the agent exits, aether stops waiting for its stdout to close once the
+    # reader has been idle for a second (a stray grandchild may hold the pipe), but
+    # never while the reader is still working on a line: that line, and the ones
+    # after it, would be lost. (Under load a 1 MiB line can take seconds to count.)
+    sup = Supervisor(Settings(command=("true",), objective="x"), MemoryStore(project / ".memory"))
+    exited_at = 100.0
+    sup._reader_active[1] = float("inf")  # busy with a line
+    assert not sup._gave_up_on_eof(1, exited_at, exited_at + 30)
+    sup._reader_active[1] = time.monotonic()  # just finished a line
+    assert not sup._gave_up_on_eof(1, exited_at, exited_at + 30)
+    sup._reader_active[1] = time.monotonic() - 2  # idle for 2 s: a held pipe
+    assert sup._gave_up_on_eof(1, exited_at, exited_at + 30)
+    assert not sup._gave_up_on_eof(1, exited_at, exited_at + 0.5), "too soon after the exit"
+    assert not sup._gave_up_on_eof(1, None, exited_at + 30), "not exited"
