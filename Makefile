@@ -77,8 +77,11 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m bench.run --quick
 
 ## stress: the long durability runs: 1,000 random SIGKILLs with a resume after each, 5,000 examples per property
-.PHONY: stress stress-durability
-stress: stress-durability
+.PHONY: stress stress-durability stress-supervision
+stress: stress-durability stress-supervision
+# 100 random SIGKILLs of aether itself: no process of the run may be left.
+stress-supervision: $(STAMP)
+	AETHER_STRESS=1 $(BIN)/python -m pytest -p no:cacheprovider tests/test_supervision.py -k "sigkill or grandchild"
 stress-durability: $(STAMP)
 	AETHER_STRESS=1 $(BIN)/python -m pytest -s -p no:cacheprovider \
 		tests/test_durability.py tests/test_paths_property.py tests/test_parser_property.py
