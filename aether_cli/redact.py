@@ -389,7 +389,7 @@ def _lower_twin(text: str) -> str:
 # ------------------------------------------------------------- fast path
 
 # Almost no string the store writes holds a secret, yet the full path costs
-# some forty substring scans and a few dozen Python calls per string. The fast
+# some thirty substring scans and a few dozen Python calls per string. The fast
 # path asks, per rule, only the question all of that rule's edits depend on:
 # does its pattern match at all? Checks, boundaries, entropy, placeholders
 # and cursor names are skipped (they can only veto a match), so "no match
@@ -432,15 +432,24 @@ _SHAPE_GATED: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 _SHAPE_SCANNED: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     pair for needles, regex in _SHAPE_SOURCES for pair in _scan_plan(needles, regex)
 )
-# Matched in the lowercase twin. The "key" assignment is left out: it also
-# needs the prefix test of `_assignment_edits` (see `_keyword_may_match`).
-_KEYWORD_GATED: tuple[tuple[str, re.Pattern[str]], ...] = (
-    *((needle, rule.regex) for rule in _AUTH_RULES for needle in rule.needles),
-    *_ASSIGNMENTS[1:],
+
+
+def _gates(pairs: Iterable[tuple[str, re.Pattern[str]]]) -> dict[str, tuple[re.Pattern[str], ...]]:
+    gates: dict[str, tuple[re.Pattern[str], ...]] = {}
+    for needle, regex in pairs:
+        gates[needle] = (*gates.get(needle, ()), regex)
+    return gates
+
+
+# Matched in the lowercase twin: each literal the keyword rules need, with the
+# patterns it gates. The "key" assignment is left out: it also needs the
+# prefix test of `_assignment_edits` (see `_keyword_may_match`).
+_KEYWORD_GATES = _gates(
+    [*((needle, rule.regex) for rule in _AUTH_RULES for needle in rule.needles), *_ASSIGNMENTS[1:]]
 )
 _KEY_ASSIGNMENT = _ASSIGNMENTS[0][1]
 # Every keyword `_FLAG` can match contains one of these.
-_FLAG_NEEDLES = ("key", "secret", "passw", "passphrase", "token", "credential")
+_FLAG_NEEDLES = frozenset(("key", "secret", "passw", "passphrase", "token", "credential"))
 
 
 def _alternation(needles: Iterable[str]) -> re.Pattern[str]:
@@ -466,7 +475,7 @@ def _alternation(needles: Iterable[str]) -> re.Pattern[str]:
 
 
 _SHAPE_NEEDLES = _alternation(needle for needle, _ in _SHAPE_GATED)
-_KEYWORD_NEEDLES = _alternation((*(needle for needle, _ in _KEYWORD_GATED), "key", *_FLAG_NEEDLES))
+_KEYWORD_NEEDLES = _alternation((*_KEYWORD_GATES, "key", *_FLAG_NEEDLES))
 
 
 def _any_trigger(s: str, triggers: tuple[tuple[str, re.Pattern[str]], ...]) -> bool:
@@ -474,14 +483,20 @@ def _any_trigger(s: str, triggers: tuple[tuple[str, re.Pattern[str]], ...]) -> b
 
 
 def _keyword_may_match(low: str) -> bool:
-    if _any_trigger(low, _KEYWORD_GATED):
-        return True
+    # Each literal is looked for once: a long text costs one scan per literal.
+    flag_word = False
+    for needle, regexes in _KEYWORD_GATES.items():
+        if needle in low:
+            flag_word = flag_word or needle in _FLAG_NEEDLES
+            if any(regex.search(low) is not None for regex in regexes):
+                return True
     if "key" in low:
+        flag_word = True
         # As in `_assignment_edits`: a "key" match counts only with a prefix (api_, secret-, ...) before it.
         for m in _KEY_ASSIGNMENT.finditer(low):
             if _KEY_PREFIX.search(low, max(0, m.start() - 12), m.start()) is not None:
                 return True
-    return "--" in low and any(n in low for n in _FLAG_NEEDLES) and _FLAG.search(low) is not None
+    return flag_word and "--" in low and _FLAG.search(low) is not None
 
 
 def _may_hold_secret(s: str) -> bool:
