@@ -37,7 +37,7 @@ from aether_cli.budget import CHECKPOINT, EMERGENCY, SOFT, Budget
 from aether_cli.distill import distill
 from aether_cli.distill_command import distill_prompt, run_distill_command
 from aether_cli.episode import EpisodeLog
-from aether_cli.errors import AetherError
+from aether_cli.errors import AetherError, StorageError
 from aether_cli.launcher import Child, become_subreaper, describe_status, exit_code_of, reap_orphans, spawn
 from aether_cli.reader import iter_lines
 from aether_cli.rehydrate import first_prompt, prompt_budget, rehydrate_prompt
@@ -306,6 +306,7 @@ class Supervisor:
         self._stream_session: str | None = None
         self._compactions = 0
         self._last_reap = 0.0
+        self._storage_warned: set[str] = set()
         # Per reader generation: when its stdout reader last finished a line (inf while
         # it works on one), read by the main loop to judge a pipe held open after exit.
         self._reader_active: dict[int, float] = {}
@@ -1192,6 +1193,13 @@ class Supervisor:
 
     def _heartbeat(self, st: _EpisodeState, mode: str) -> None:
         self._last_beat = self.clock()
+        try:
+            self._write_heartbeat(st, mode)
+        except StorageError as exc:
+            # Task files are written again at the checkpoint; the heartbeat is advisory.
+            self._storage_trouble("the heartbeat or task files", exc)
+
+    def _write_heartbeat(self, st: _EpisodeState, mode: str) -> None:
         self._flush_tasks(st.log, st.dirty_tasks)
         self._last_fraction = st.budget.fraction
         self.store.write_heartbeat(
@@ -1219,7 +1227,18 @@ class Supervisor:
 
     def _record(self, kind: str, **fields: Any) -> None:
         if self._ledger is not None:
-            self._ledger.append({"kind": kind, "episode": self.episode, **fields})
+            try:
+                self._ledger.append({"kind": kind, "episode": self.episode, **fields})
+            except StorageError as exc:
+                # The ledger is a local log: a full or failing disk must not stop the agent.
+                # Checkpoints, which resume needs, still fail loudly.
+                self._storage_trouble("the run ledger", exc)
+
+    def _storage_trouble(self, what: str, exc: StorageError) -> None:
+        """Warn once per kind of file that a write failed, and go on."""
+        if what not in self._storage_warned:
+            self._storage_warned.add(what)
+            self.ui.notice(f"could not write {what} ({exc}); the agent keeps running", "warn")
 
     def _result(self, code: int, status: str, message: str) -> RunResult:
         last = self.last_checkpoint["id"] if self.last_checkpoint else None

@@ -8,6 +8,7 @@ deadlocks aether.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import pty
@@ -25,6 +26,7 @@ import orjson
 import pytest
 from helpers import aether, agent_cmd, read_json
 
+from aether_cli import jsonio
 from aether_cli.settings import Settings
 from aether_cli.store import MemoryStore, read_ledger
 from aether_cli.supervisor import Supervisor, backoff_delay, session_processes
@@ -538,3 +540,54 @@ def test_a_reader_still_counting_at_the_exit_is_waited_for(project: Path) -> Non
     assert sup._gave_up_on_eof(1, exited_at, exited_at + 30)
     assert not sup._gave_up_on_eof(1, exited_at, exited_at + 0.5), "too soon after the exit"
     assert not sup._gave_up_on_eof(1, None, exited_at + 30), "not exited"
+
+
+# ------------------------------------------------------------------ 12. a failing disk, live
+
+
+class HeartbeatDiskFull(jsonio.OsFS):
+    """A disk that refuses (ENOSPC) every write of the heartbeat and every ledger append."""
+
+    def replace(self, src: Path, dst: Path) -> None:
+        if Path(dst).name == "heartbeat.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        super().replace(src, dst)
+
+    def write(self, fd: int, data: bytes | memoryview) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".jsonl"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(fd, data)
+
+
+class Notes:
+    """A reporter that keeps aether's notices."""
+
+    def __init__(self) -> None:
+        self.notices: list[str] = []
+
+    def event(self, ev: object) -> None: ...
+    def stderr(self, text: str) -> None: ...
+    def usage(self, **kw: object) -> None: ...
+    def close(self) -> None: ...
+
+    def notice(self, text: str, kind: str = "info") -> None:
+        self.notices.append(text)
+
+
+def test_a_failing_heartbeat_or_ledger_write_warns_once_and_the_agent_keeps_running(project: Path) -> None:
+    settings = Settings(
+        command=tuple(agent_cmd("stepper.py", "--steps", "30", "--payload", "800", "--delay", "0.02")),
+        objective="x",
+        context_window=4000,
+        stop_grace=1,
+        term_grace=1,
+    )
+    notes = Notes()
+    with jsonio.use_fs(HeartbeatDiskFull()):
+        result = Supervisor(settings, MemoryStore(project / ".memory"), reporter=notes, cwd=project).run()
+    assert result.exit_code == 0, notes.notices
+    warned = [n for n in notes.notices if "keeps running" in n]
+    assert len(warned) == 2, warned  # one for the heartbeat, one for the ledger: not one per write
+    cks = sorted((project / ".memory" / "checkpoints").glob("chk_*.json"))
+    assert len(cks) >= 2, "it relaunched and finished, checkpoints intact"
+    assert read_json(project / ".memory" / "session_continuity.json")["status"] == "done"
