@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
-import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -411,6 +409,9 @@ def scan(json: JsonFlag = False, memory_dir: MemoryDir = None) -> None:
 
 
 def _bug_report(exc: BaseException) -> str:
+    import tempfile
+    import traceback
+
     fd, path = tempfile.mkstemp(prefix="aether-bug-", suffix=".log")
     with os.fdopen(fd, "w") as f:
         f.write(f"aether {__version__} on Python {sys.version.split()[0]} ({sys.platform})\n")

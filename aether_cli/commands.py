@@ -8,7 +8,7 @@ return data (or raise an AetherError), so they are tested without a CLI.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aether_cli import constants as C
 from aether_cli.errors import (
@@ -19,8 +19,10 @@ from aether_cli.errors import (
     NotFoundError,
     UsageError,
 )
-from aether_cli.settings import Settings, build_settings, config_toml
 from aether_cli.store import MemoryStore
+
+if TYPE_CHECKING:  # settings (and tomllib) are imported by the commands that use them, not by status
+    from aether_cli.settings import Settings
 
 
 def open_store(memory_dir: Path | None) -> MemoryStore:
@@ -30,12 +32,16 @@ def open_store(memory_dir: Path | None) -> MemoryStore:
 
 def init(store: MemoryStore, settings: Settings | None = None) -> list[str]:
     """Create the .memory layout (README, config.toml, folders); returns what was created."""
+    from aether_cli.settings import config_toml
+
     text = config_toml(settings) if settings is not None else None
     return store.init(text)
 
 
 def run_settings(store: MemoryStore, flags: dict[str, Any]) -> Settings:
     """Settings for a fresh `aether run`: flags > env > config.toml > defaults."""
+    from aether_cli.settings import build_settings
+
     return build_settings(flags, config_path=store.root / C.CONFIG_FILE)
 
 
@@ -80,6 +86,7 @@ def resume_plan(
     corrupt. A named `ref` that is corrupt is refused (CorruptMemoryError);
     one that only fails its sha256 (edited by hand) is used with `force`.
     """
+    from aether_cli.settings import build_settings
     from aether_cli.supervisor import ResumePlan
 
     if not store.exists():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 PROTOCOL_VERSION = 1
+# The task statuses of protocol v1 (re-exported by `protocol`; here so the store needs no protocol import).
+TASK_STATUSES = ("pending", "in_progress", "blocked", "done")
 
 # .memory layout (the contract in shared/memory-layout.md)
 MEMORY_DIRNAME = ".memory"

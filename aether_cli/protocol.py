@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import orjson
 
-from aether_cli.constants import PROTOCOL_VERSION
+from aether_cli.constants import PROTOCOL_VERSION, TASK_STATUSES
 
-TASK_STATUSES = ("pending", "in_progress", "blocked", "done")
 ROLES = ("assistant", "user", "system")
 BUDGET_LEVELS = ("soft", "checkpoint", "emergency")
 
@@ -395,5 +393,7 @@ def schema(message_type: str) -> dict[str, Any]:
     """The JSON Schema shipped for one message type (event or command)."""
     if message_type not in EVENT_TYPES + COMMAND_TYPES + ("text",):
         raise KeyError(message_type)
+    from importlib import resources
+
     path = resources.files("aether_cli") / "schemas" / f"{message_type}.schema.json"
     return orjson.loads(path.read_bytes())

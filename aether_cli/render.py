@@ -9,15 +9,17 @@ the supervisor and the commands hand it.
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from aether_cli import protocol as P
+if TYPE_CHECKING:  # the live view's imports are done by TerminalReporter: `status` needs neither
+    from rich.live import Live
+
+    from aether_cli import protocol as P
 
 STYLES = {"info": "cyan", "ok": "green", "warn": "yellow", "error": "bold red"}
 MAX_SHOWN = 240
@@ -49,6 +51,8 @@ class TerminalReporter:
         self._live: Live | None = None
         self._status = Text("")
         if use_live:
+            from rich.live import Live
+
             self._live = Live(self._status, console=console, refresh_per_second=4, transient=True)
             self._live.start()
 
@@ -61,6 +65,8 @@ class TerminalReporter:
             self.console.print(line)
 
     def _line_for(self, ev: P.Event) -> Text | None:
+        from aether_cli import protocol as P
+
         if isinstance(ev, P.Message):
             return Text.assemble(
                 ("  " if ev.role == "assistant" else f"  [{ev.role}] ", "dim"), _short(ev.text)

@@ -9,7 +9,6 @@ overridden by a flag's default.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -189,6 +188,8 @@ def read_config(path: Path) -> dict[str, Any]:
     """The [run] table of config.toml (or its top level), with unknown keys ignored."""
     if not path.is_file():
         return {}
+    import tomllib  # only when there is a config file to read
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

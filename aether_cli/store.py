@@ -34,21 +34,18 @@ import hashlib
 import math
 import os
 import re
-import shlex
-import socket
 import stat
 import threading
-import tomllib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import filelock
 import orjson
 
 from aether_cli import constants as C
 from aether_cli import jsonio
+from aether_cli.constants import TASK_STATUSES
 from aether_cli.errors import (
     AetherError,
     ChecksumMismatchError,
@@ -70,8 +67,13 @@ from aether_cli.jsonio import (
     sweep_temp_files,
     write_all,
 )
-from aether_cli.protocol import TASK_STATUSES
 from aether_cli.redact import redact_obj, redact_text
+
+if TYPE_CHECKING:
+    import filelock
+
+# filelock, socket, shlex and tomllib are imported where they are used: only a
+# writer takes a lock, and `aether status` must start fast.
 
 WRITE_LOCK_FILE = "write.lock"
 WRITE_LOCK_TIMEOUT = 30.0
@@ -246,6 +248,18 @@ def _task_id_ok(task_id: str) -> bool:
     )
 
 
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _lock_timeout() -> type[Exception]:
+    import filelock
+
+    return filelock.Timeout
+
+
 def _id_suffix(checkpoint_id: str) -> str:
     return checkpoint_id.rsplit("_", 1)[-1]
 
@@ -344,6 +358,8 @@ class MemoryStore:
         if config_toml is not None:
             # Settings can carry an agent argv with a key in it; config.toml is committed.
             config_toml = redact_text(config_toml)
+            import tomllib
+
             try:
                 tomllib.loads(config_toml)
             except tomllib.TOMLDecodeError as exc:
@@ -391,6 +407,8 @@ class MemoryStore:
     def _new_lock(self, path: Path, timeout: float) -> filelock.BaseFileLock:
         if os.path.islink(path):
             raise CorruptMemoryError(f"{path}: is a symlink; refusing to follow it")
+        import filelock
+
         # thread_local=False: the supervisor may release from another thread
         # than the one that acquired.
         return filelock.FileLock(str(path), timeout=timeout, thread_local=False)
@@ -408,7 +426,7 @@ class MemoryStore:
         lock = self._new_lock(self.lock_path, timeout=0)
         try:
             lock.acquire()
-        except filelock.Timeout:
+        except _lock_timeout():
             raise LockedError(self._locked_message()) from None
         self._lock = lock
         try:
@@ -418,7 +436,7 @@ class MemoryStore:
                 "command": [str(a) for a in command],
                 "started_at": self.now(),
                 "proc_start": proc_start(pid),
-                "host": socket.gethostname(),
+                "host": _hostname(),
             }
             atomic_write(self.lock_info_path, dumps(redact_obj(info)))
             self._lock_info_written = True
@@ -442,7 +460,7 @@ class MemoryStore:
         probe = self._new_lock(self.lock_path, timeout=0)
         try:
             probe.acquire()
-        except filelock.Timeout:
+        except _lock_timeout():
             raise LockedError(self._locked_message()) from None
         probe.release()
 
@@ -454,9 +472,11 @@ class MemoryStore:
         if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
             return f"{self.root} is locked by another aether process (it has not said which yet)"
         cmd = info.get("command")
+        import shlex
+
         cmd_text = shlex.join(str(a) for a in cmd) if isinstance(cmd, list) else str(cmd)
         host = info.get("host")
-        where = f" on {host}" if isinstance(host, str) and host != socket.gethostname() else ""
+        where = f" on {host}" if isinstance(host, str) and host != _hostname() else ""
         return (
             f"{self.root} is locked by pid {info['pid']}{where} ({cmd_text}) "
             f"since {info.get('started_at', '?')}"
@@ -508,7 +528,7 @@ class MemoryStore:
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
             return None
         host = info.get("host")
-        if isinstance(host, str) and host != socket.gethostname():
+        if isinstance(host, str) and host != _hostname():
             return info
         if not pid_alive(pid):
             return None
@@ -533,7 +553,7 @@ class MemoryStore:
                 self._write_lock = self._new_lock(self.runs_dir / WRITE_LOCK_FILE, WRITE_LOCK_TIMEOUT)
             try:
                 self._write_lock.acquire()
-            except filelock.Timeout:
+            except _lock_timeout():
                 raise AetherError(
                     f"{self.runs_dir / WRITE_LOCK_FILE}: another aether process kept it for "
                     f"{WRITE_LOCK_TIMEOUT:.0f}s"
