@@ -240,14 +240,54 @@ def _link_exclusive(tmp: Path, path: Path, data: bytes, mode: int, *, durable: b
     os.close(fd)
 
 
-def read_bytes(path: Path) -> bytes:
+# O_NONBLOCK: opening a FIFO planted in place of a file must not wait for a writer
+# (it is refused as "not a regular file" right after). No effect on regular files.
+_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+
+
+def read_bytes(path: Path | str) -> bytes:
     """The content of a regular file, never following a symlink.
 
     Raises `FileNotFoundError` if it is absent, `CorruptMemoryError` naming
     the path if it is a symlink or not a regular file, and `StorageError` if
     the filesystem fails the read (EIO, EACCES...).
     """
-    path = Path(path)
+    # Fast path (listing 1,000 task files reads them all): open first, with
+    # O_NOFOLLOW so the kernel refuses a symlink, and check the open file itself.
+    # Any failure to open (absent, a symlink, a socket, EACCES...) takes the
+    # checked path below, which raises exactly what it always has.
+    if not _NOFOLLOW:
+        return _read_bytes_checked(Path(path))
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError:
+        return _read_bytes_checked(Path(path))
+    try:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise CorruptMemoryError(f"{Path(path)}: not a regular file")
+            return _read_to_end(fd, st.st_size)
+        except OSError as exc:
+            raise StorageError(Path(path), "reading", exc) from exc
+    finally:
+        os.close(fd)
+
+
+def _read_to_end(fd: int, size: int) -> bytes:
+    # Asks for one byte more than fstat's size: getting exactly `size` bytes is the
+    # whole file in one call. A file that changed meanwhile is read on to its end.
+    chunk = os.read(fd, size + 1)
+    if len(chunk) == size:
+        return chunk
+    parts = [chunk]
+    while chunk := os.read(fd, max(size + 1, 1 << 16)):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _read_bytes_checked(path: Path) -> bytes:
+    """`read_bytes` by lstat first: names each way a path can fail (the slow path)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
