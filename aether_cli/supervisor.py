@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +54,11 @@ QUEUE_BYTES = 64 << 20
 # (a grandchild that escaped the process group may hold it open forever).
 EOF_AFTER_EXIT = 1.0
 TICK = 0.1
+# Stdout lines longer than this are counted in the counting pool, shorter ones in
+# the reader thread itself (handing a few words to another thread costs more than
+# counting them).
+COUNT_INLINE_CHARS = 1024
+COUNT_THREADS = 2
 HEARTBEAT_EVERY = 0.5
 # An episode that crosses the checkpoint threshold within this many steps of
 # its launch is an overflow: the prompt or first output is too big.
@@ -64,8 +70,15 @@ OVERFLOW_LIMIT = 3
 REAP_EVERY = 1.0
 # An agent's own failure verdict that means its context overflowed: a budget matter,
 # not a crash (Claude's terminal_reason, Codex's error text).
-_OVERFLOW_WORDS = ("prompt_too_long", "prompt is too long", "context window", "context_length",
-                   "context length", "maximum context", "too many tokens")
+_OVERFLOW_WORDS = (
+    "prompt_too_long",
+    "prompt is too long",
+    "context window",
+    "context_length",
+    "context length",
+    "maximum context",
+    "too many tokens",
+)
 _TURN_LIMIT_WORDS = ("max_turns", "max turns")
 # Why the context figure is aether's own count for formats whose usage is not the context size.
 USAGE_NOTES = {
@@ -310,6 +323,10 @@ class Supervisor:
         # Per reader generation: when its stdout reader last finished a line (inf while
         # it works on one), read by the main loop to judge a pipe held open after exit.
         self._reader_active: dict[int, float] = {}
+        # Lines longer than COUNT_INLINE_CHARS are counted here, so parsing the next
+        # line and counting this one run at once; tiktoken lets go of the GIL while
+        # it encodes, so both cores count. Threads start on the first long line.
+        self._count_pool = ThreadPoolExecutor(COUNT_THREADS, thread_name_prefix="aether-count")
 
     @property
     def window(self) -> int:
@@ -375,6 +392,8 @@ class Supervisor:
                 self._ledger.close()
             self.ui.close()
             self.store.release()
+            # Queued counts still finish (the main loop has taken what it needs by now).
+            self._count_pool.shutdown(wait=False)
 
     # ------------------------------------------------------------ the cycle
 
@@ -627,10 +646,11 @@ class Supervisor:
 
         adapter = make_adapter(self.fmt)
         count = self.counter.count
+        pool = self._count_pool
 
         def tokens_of(events: list[P.Event]) -> list[int]:
-            # Counted here, in the reader thread: tiktoken releases the GIL while it
-            # encodes, so counting overlaps with the main loop's ledger and state work.
+            # Off the main loop: in the reader thread for short lines, in the counting
+            # pool for long ones.
             out = []
             for ev in events:
                 text = ev.text if isinstance(ev, P.Invalid) else P.counted_text(ev)
@@ -654,7 +674,12 @@ class Supervisor:
                         events = [P.Text({"type": "text", "text": ""}, text="")]
                     # One queue item per line: its events (a tool call and the usage
                     # snapshot of the same line, say) are judged together.
-                    q.put(("events", gen, (events, tokens_of(events), line.dropped_bytes)), len(line.text))
+                    tokens: list[int] | Future[list[int]]
+                    if len(line.text) > COUNT_INLINE_CHARS:
+                        tokens = pool.submit(tokens_of, events)
+                    else:
+                        tokens = tokens_of(events)
+                    q.put(("events", gen, (events, tokens, line.dropped_bytes)), len(line.text))
                     active[gen] = time.monotonic()
                 last = adapter.finish()
                 q.put(("events", gen, (last, tokens_of(last), 0)), 0)
@@ -886,8 +911,15 @@ class Supervisor:
     # ------------------------------------------------------------ events
 
     def _on_events(
-        self, st: _EpisodeState, events: list[P.Event], tokens: list[int], dropped: int
+        self,
+        st: _EpisodeState,
+        events: list[P.Event],
+        tokens: list[int] | Future[list[int]],
+        dropped: int,
     ) -> None:
+        if isinstance(tokens, Future):
+            # Lines are handled in the order they came; a long one waits for its count.
+            tokens = tokens.result()
         for i, (ev, n) in enumerate(zip(events, tokens, strict=True)):
             self._on_event(st, ev, n, dropped if i == 0 else 0)
 
