@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,6 +141,8 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
 def _temp_name(path: Path) -> Path:
     # The pid in the name lets sweep_temp_files() tell a killed writer's leftover
     # from a live writer's file in progress.
+    import secrets  # here: readers (`aether status`) never need it
+
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
 
 

@@ -477,6 +477,16 @@ def _alternation(needles: Iterable[str]) -> re.Pattern[str]:
 _SHAPE_NEEDLES = _alternation(needle for needle, _ in _SHAPE_GATED)
 _KEYWORD_NEEDLES = _alternation((*_KEYWORD_GATES, "key", *_FLAG_NEEDLES))
 
+# Where a short text holds a needle, only the triggers of the needles found there
+# are tried, not all two dozen ("task-0001" holds "sk-": one search, not 24 tests).
+# At each position where a needle starts, `_SHAPE_NEEDLES` matches the shortest
+# needle there, a prefix of every needle that starts there: its entry holds the
+# triggers of all of them.
+_SHAPE_BY_START: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    start: tuple(pair for pair in _SHAPE_GATED if pair[0].startswith(start))
+    for start in {needle for needle, _ in _SHAPE_GATED}
+}
+
 
 def _any_trigger(s: str, triggers: tuple[tuple[str, re.Pattern[str]], ...]) -> bool:
     return any(needle in s and regex.search(s) is not None for needle, regex in triggers)
@@ -499,10 +509,22 @@ def _keyword_may_match(low: str) -> bool:
     return flag_word and "--" in low and _FLAG.search(low) is not None
 
 
+def _shape_may_match_short(s: str, hit: re.Match[str] | None) -> bool:
+    # `_any_trigger(s, _SHAPE_GATED)`, asking only the needles that occur in `s`:
+    # `hit` is the first needle, and each search from one position on finds the next.
+    while hit is not None:
+        for needle, regex in _SHAPE_BY_START[hit.group()]:
+            if needle in s and regex.search(s) is not None:
+                return True
+        hit = _SHAPE_NEEDLES.search(s, hit.start() + 1)
+    return False
+
+
 def _may_hold_secret(s: str) -> bool:
     """False only if no rule's pattern matches `s`: then one redaction pass leaves it unchanged."""
     if len(s) < _SHORT_TEXT:
-        if _SHAPE_NEEDLES.search(s) is not None and _any_trigger(s, _SHAPE_GATED):
+        hit = _SHAPE_NEEDLES.search(s)
+        if hit is not None and _shape_may_match_short(s, hit):
             return True
         low = _lower_twin(s)
         return _KEYWORD_NEEDLES.search(low) is not None and _keyword_may_match(low)
