@@ -202,7 +202,7 @@ def status_view(data: dict[str, Any]) -> list[Any]:
     if tasks:
         t = Table(title=None, show_edge=False, pad_edge=False)
         for col in ("task", "status", "progress", "next action"):
-            t.add_column(col)
+            t.add_column(Text(col))  # Text, not str: a str header is parsed for markup and emoji codes
         # Unfinished work first; a long list is cut so the view stays readable.
         order = {"in_progress": 0, "blocked": 1, "pending": 2}
         shown = sorted(tasks, key=lambda x: order.get(str(x.get("status")), 3))[:MAX_STATUS_TASKS]
