@@ -179,6 +179,15 @@ def run(
         float | None,
         typer.Option(help="Seconds a checkpoint waits for a running tool call to finish [30]."),
     ] = None,
+    context_overhead: Annotated[
+        int | None,
+        typer.Option(
+            help="Tokens the agent holds that its output never shows (its own instructions and "
+            "tools), added to aether's count when the agent does not report its context size "
+            "[8500 for codex, else 0].",
+            min=0,
+        ),
+    ] = None,
     min_uptime: Annotated[
         float | None,
         typer.Option(help="A crash sooner than this after launch counts toward --max-restarts [10]."),
@@ -234,9 +243,11 @@ def run(
         native_resume=native_resume,
         tool_grace=tool_grace,
         min_uptime=min_uptime,
+        context_overhead=context_overhead,
     )
     settings = commands.run_settings(store, flags)
-    commands.agent_format(settings)  # refuses a known CLI without its JSON flag, before any write
+    # Refuses a known CLI without its JSON flag, or an overhead that fills the window, before any write.
+    commands.check_overhead(settings, commands.agent_format(settings))
     if not settings.objective:
         settings = commands.with_default_objective(settings)
     commands.init(store, settings)

@@ -75,6 +75,21 @@ def agent_format(settings: Settings) -> str:
     return detect_format(list(settings.command))
 
 
+def check_overhead(settings: Settings, fmt: str) -> int:
+    """The agent's context overhead in tokens; UsageError if it alone would reach the checkpoint threshold."""
+    from aether_cli.adapters import context_overhead
+
+    overhead = context_overhead(fmt, settings.context_overhead)
+    room = int(settings.window * settings.checkpoint_at)
+    if overhead >= room:
+        raise UsageError(
+            f"--context-overhead {overhead} leaves no room: the checkpoint threshold of a "
+            f"{settings.window}-token window is at {room} tokens (raise --context-window or "
+            "lower --context-overhead)"
+        )
+    return overhead
+
+
 def resume_plan(
     store: MemoryStore, ref: str | None, flags: dict[str, Any], *, force: bool = False
 ) -> tuple[Any, Settings, str]:
@@ -249,6 +264,8 @@ def status(store: MemoryStore) -> dict[str, Any]:
         "protocol_warnings": (beat or {}).get("protocol_warnings", 0),
         "agent_format": (beat or {}).get("format") or cont.get("agent_format") or "aether",
         "usage_note": (beat or {}).get("usage_note", ""),
+        # Tokens added to aether's count for the agent's own instructions and tools.
+        "context_overhead": (beat or {}).get("context_overhead", 0),
         # Times the agent compacted its own context (Claude Code's compact_boundary).
         "agent_compactions": cont.get("agent_compactions", 0) + (beat or {}).get("compactions", 0),
         "last_checkpoint": last,

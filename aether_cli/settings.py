@@ -102,6 +102,9 @@ class Settings:
     min_uptime: float = 10.0
     # Seconds a threshold waits for in-flight tool calls to return before stopping the agent.
     tool_grace: float = 30.0
+    # Tokens of the agent's own context that its stdout never shows (None: the format's
+    # default, 8,500 for Codex, 0 for the others).
+    context_overhead: int | None = None
 
     @property
     def window(self) -> int:
@@ -140,6 +143,8 @@ class Settings:
             )
         if self.distill_command is not None and not self.distill_command.strip():
             raise UsageError("--distill-command must not be empty")
+        if self.context_overhead is not None and self.context_overhead < 0:
+            raise UsageError("--context-overhead must not be negative")
         if self.min_uptime < 0 or self.tool_grace < 0:
             raise UsageError("--min-uptime and --tool-grace must not be negative")
         return self

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from aether_cli import constants as C
 from aether_cli import protocol as P
-from aether_cli.adapters import detect_format, make_adapter
+from aether_cli.adapters import context_overhead, detect_format, make_adapter
 from aether_cli.adapters.argv import native_resume_argv, render_argv
 from aether_cli.adapters.base import Compaction, Outcome, StreamStarted
 from aether_cli.budget import CHECKPOINT, EMERGENCY, SOFT, Budget
@@ -316,6 +316,7 @@ class Supervisor:
         self._agent_window = 0
         self.fmt = settings.format if settings.format != "auto" else detect_format(settings.command)
         self._protocol = make_adapter(self.fmt).speaks_protocol
+        self.overhead = context_overhead(self.fmt, settings.context_overhead)
         self._stream_session: str | None = None
         self._compactions = 0
         self._last_reap = 0.0
@@ -528,7 +529,9 @@ class Supervisor:
             emergency_at=s.emergency_at,
             max_steps=s.max_steps,
         )
-        budget.reset(prompt_tokens)
+        # The agent's own instructions and tools are in its context from the start; a
+        # reported usage figure (which includes them) replaces the sum.
+        budget.reset(prompt_tokens + self.overhead)
         tasks = {t["id"]: t for t in self.store.list_tasks()}
         log = EpisodeLog(objective=s.objective, prior_tasks=tasks)
         st = _EpisodeState(child=child, gen=self._gen, log=log, budget=budget)
@@ -603,6 +606,7 @@ class Supervisor:
             pid=child.pid,
             checkpoint=ckpt_id,
             prompt_tokens=prompt.tokens,
+            context_overhead=self.overhead,
             prompt_budget=prompt.budget,
             evicted=list(prompt.evicted),
         )
@@ -1248,7 +1252,8 @@ class Supervisor:
                 "events": st.log.events,
                 "protocol_warnings": st.warnings,
                 "format": self.fmt,
-                "usage_note": "" if st.budget.reported else USAGE_NOTES.get(self.fmt, ""),
+                "usage_note": "" if st.budget.reported else self._usage_note(),
+                "context_overhead": self.overhead,
                 "compactions": st.compactions,
                 "restarts": self.restarts,
                 "tokenizer": self.counter.name,
@@ -1256,6 +1261,15 @@ class Supervisor:
                 "updated_at": utc_now(),
             }
         )
+
+    def _usage_note(self) -> str:
+        note = USAGE_NOTES.get(self.fmt, "")
+        if self.overhead:
+            note = (note + ", " if note else "") + (
+                f"plus {self.overhead:,} tokens for the agent's own instructions and tools "
+                "(--context-overhead)"
+            )
+        return note
 
     def _record(self, kind: str, **fields: Any) -> None:
         if self._ledger is not None:

@@ -251,3 +251,75 @@ def test_a_text_agent_gets_its_prompt_through_a_placeholder(project: Path) -> No
     assert len(seen) == 2 and seen[1].startswith("# Resuming: episode 2")
     cks = checkpoints(project)
     assert cks[0]["tokenizer"] != "reported" and cks[0]["agent"]["format"] == "text"
+
+
+def _lines_agent(project: Path) -> Path:
+    script = project / "agent.py"
+    script.write_text("for i in range(40): print(f'line {i} of the output, with a few words', flush=True)\n")
+    return script
+
+
+def _text_run(project: Path, *extra: str) -> list[dict]:
+    """Run the 40-line text agent at a 3,000-token window; the ledger's launch records."""
+    res = aether(
+        "run",
+        "--objective",
+        "print lines",
+        "--context-window",
+        "3000",
+        "--format",
+        "text",
+        "--max-episodes",
+        "2",
+        *extra,
+        "--",
+        sys.executable,
+        str(_lines_agent(project)),
+        env=FAST,
+        cwd=project,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    records = [r for p in (project / ".memory" / "runs").glob("*.jsonl") for r in jsonl(p)]
+    return [r for r in records if r.get("kind") == "launch"]
+
+
+def test_the_agents_own_context_overhead_counts_from_the_start(tmp_path: Path) -> None:
+    plain, heavy = tmp_path / "plain", tmp_path / "heavy"
+    plain.mkdir()
+    heavy.mkdir()
+    # 40 short lines stay far below the checkpoint threshold (2,400 tokens) on their own...
+    launches = _text_run(plain)
+    assert len(launches) == 1 and launches[0]["context_overhead"] == 0
+    assert checkpoints(plain)[-1]["metrics"]["episode_tokens"] < 1000
+    # ...but not on top of 2,000 tokens of instructions the agent holds and never prints.
+    other = heavy
+    launches = _text_run(other, "--context-overhead", "2000")
+    assert len(launches) == 2 and {r["context_overhead"] for r in launches} == {2000}
+    assert checkpoints(other)[0]["metrics"]["episode_tokens"] >= 2400
+
+
+def test_codex_gets_a_measured_overhead_by_default() -> None:
+    from aether_cli.adapters import context_overhead
+
+    assert context_overhead("codex", None) > 5000
+    assert context_overhead("codex", 0) == 0
+    assert context_overhead("claude", None) == 0  # Claude reports its real context size
+    assert context_overhead("text", 123) == 123
+
+
+@pytest.mark.parametrize(
+    ("args", "env_extra", "message"),
+    [
+        (["--context-window", "1000", "--context-overhead", "900"], {}, "leaves no room"),
+        (["--context-overhead", "-1"], {}, "-1"),
+        ([], {"AETHER_CONTEXT_OVERHEAD": "-5"}, "must not be negative"),
+        ([], {"AETHER_CONTEXT_OVERHEAD": "lots"}, "bad value for context_overhead"),
+    ],
+)
+def test_a_bad_context_overhead_is_refused_before_anything_is_written(
+    project: Path, args: list[str], env_extra: dict, message: str
+) -> None:
+    res = aether("run", *args, "--", sys.executable, "-c", "pass", env={**FAST, **env_extra})
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert not (project / ".memory").exists()

@@ -31,6 +31,7 @@ __all__ = [
     "Compaction",
     "Outcome",
     "StreamStarted",
+    "context_overhead",
     "detect_format",
     "make_adapter",
 ]
@@ -42,3 +43,11 @@ def make_adapter(fmt: str) -> Adapter:
     if cls is None:
         raise UsageError(f"unknown agent format {fmt!r}: use one of {', '.join(FORMATS)}")
     return cls()
+
+
+def context_overhead(fmt: str, setting: int | None) -> int:
+    """Tokens to add for what the agent holds but never prints: `setting`, else the format's default."""
+    if setting is not None:
+        return setting
+    cls = _ADAPTERS.get(fmt)
+    return cls.context_overhead if cls is not None else 0

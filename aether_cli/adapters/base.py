@@ -223,6 +223,10 @@ class Adapter:
     speaks_protocol: ClassVar[bool] = False
     # Whether this format's Usage events are the real size of the agent's context.
     usage_is_context: ClassVar[bool] = False
+    # Tokens the agent keeps in its context that never pass through its stdout (its own
+    # instructions and tool schemas): where usage is not the context size, aether adds
+    # this to its count. `--context-overhead` overrides it.
+    context_overhead: ClassVar[int] = 0
 
     def feed(self, line: str) -> list[P.Event]:
         """Events for one stdout line (UTF-8 repaired, no newline); never raises."""

@@ -87,6 +87,10 @@ class CodexAdapter(Adapter):
     """Codex `exec --json` lines as protocol events."""
 
     name = "codex"
+    # Measured on codex-cli 0.169.0 (`make e2e-real`), in cl100k tokens of its first
+    # request: tool schemas 2,208, developer instructions 4,633 and 1,276, environment
+    # context 310 (8,427 in all), before the user's prompt. MCP servers add more.
+    context_overhead = 8_500
 
     def __init__(self) -> None:
         """Start with no calls open and no agent message seen."""

@@ -11,7 +11,8 @@ by --per-turn tokens each turn from --base, so a threshold is crossed
 deterministically.
 
 Options (after the prompt): --steps N (default 30), --base T, --per-turn T,
---tool-seconds S (how long each tool call runs), --think-seconds S (the model's latency), --todos (a TodoWrite first),
+--tool-seconds S (how long each tool call runs), --think-seconds S (the model's latency),
+--todos (a TodoWrite first),
 --fail REASON (end with an error result: prompt_too_long, error_max_turns, ...),
 --compact-at K (compact its own context once, before step K), --no-text (a turn is only its
 tool call, so a threshold is crossed on the tool_use line, with the call in flight).

@@ -49,3 +49,39 @@ def test_aether_relaunches_codex_until_every_step_is_done(project: Path, tmp_pat
     turns = fake.turns()
     assert len({r["first_user"] for r in turns}) >= 2, why
     assert any(b["messages"] < a["messages"] for a, b in itertools.pairwise(turns)), why
+
+
+
+def test_codex_is_relaunched_by_its_context_budget_alone(project: Path, tmp_path: Path) -> None:
+    # No --max-steps: aether's own count must cross the threshold. Each step prints 300
+    # lines (about 600 tokens), so at a 14,000-token window (checkpoint at 11,200) the
+    # twelve steps fit in one episode unless Codex's own instructions and tools (the
+    # 8,500-token overhead aether adds for Codex) are counted too.
+    with fake_server(
+        "fake_openai.py",
+        project,
+        tmp_path,
+        steps=STEPS,
+        base_tokens=BASE,
+        tokens_per_turn=PER_TURN,
+        step_output=300,
+    ) as fake:
+        proc = aether(
+            "run",
+            "--objective",
+            OBJECTIVE,
+            "--context-window",
+            "14000",
+            "--",
+            *codex_args(fake.port, OBJECTIVE),
+            env=codex_env(tmp_path / "codex-home"),
+            timeout=400,
+        )
+    why = explain(proc, fake, project)
+    assert proc.returncode == 0, why
+    launches = [r for r in ledger(project) if r.get("kind") == "launch"]
+    assert len(launches) >= 2, why
+    assert {r["context_overhead"] for r in launches} == {8_500}, why
+    assert_steps_once_each(project, STEPS, relaunches=len(launches) - 1)
+    triggers = [c["trigger"] for c in checkpoints(project)]
+    assert triggers == ["budget"] * (len(launches) - 1) + ["done"], why

@@ -57,7 +57,14 @@ class Fake:
 
 @contextmanager
 def fake_server(
-    script: str, workdir: Path, tmp: Path, *, steps: int, base_tokens: int, tokens_per_turn: int
+    script: str,
+    workdir: Path,
+    tmp: Path,
+    *,
+    steps: int,
+    base_tokens: int,
+    tokens_per_turn: int,
+    step_output: int = 0,
 ) -> Iterator[Fake]:
     """Start tests/fakes/<script> on a free port for the block, then stop it."""
     port_file, log = tmp / f"{script}.port", tmp / f"{script}.requests.jsonl"
@@ -70,6 +77,7 @@ def fake_server(
         f"--steps={steps}",
         f"--base-tokens={base_tokens}",
         f"--tokens-per-turn={tokens_per_turn}",
+        f"--step-output={step_output}",
         f"--port-file={port_file}",
         f"--log={log}",
     ]

@@ -215,12 +215,13 @@ def start_server(
     steps: int = 3,
     base_tokens: int = 1000,
     tokens_per_turn: int = 200,
+    step_output: int = 0,
     log: Path | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
 ) -> tuple[FakeServer, int]:
     """Serve `handler` in a daemon thread; returns the server (stop it with `.shutdown()`) and its port."""
-    scenario = Scenario(Path(workdir), steps, base_tokens, tokens_per_turn)
+    scenario = Scenario(Path(workdir), steps, base_tokens, tokens_per_turn, step_output)
     server = FakeServer((host, port), handler, scenario, RequestLog(log))
     # A short poll interval keeps `.shutdown()` quick between tests.
     threading.Thread(
@@ -245,12 +246,17 @@ def main(handler: type[FakeHandler], description: str, argv: list[str] | None = 
     parser.add_argument("--steps", type=_positive, default=3)
     parser.add_argument("--base-tokens", type=_positive, default=1000)
     parser.add_argument("--tokens-per-turn", type=_positive, default=200)
+    parser.add_argument(
+        "--step-output", type=_positive, default=0, help="lines each step's command also prints (seq 1 N)"
+    )
     parser.add_argument("--port-file", type=Path, help="also write the bound port here")
     parser.add_argument("--log", type=Path, help="append one JSON line per request here")
     args = parser.parse_args(argv)
     if not args.workdir.is_dir():
         parser.error(f"--workdir {args.workdir} is not a directory")
-    scenario = Scenario(args.workdir.resolve(), args.steps, args.base_tokens, args.tokens_per_turn)
+    scenario = Scenario(
+        args.workdir.resolve(), args.steps, args.base_tokens, args.tokens_per_turn, args.step_output
+    )
     try:
         server = FakeServer((args.host, args.port), handler, scenario, RequestLog(args.log))
     except OSError as exc:

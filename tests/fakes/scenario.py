@@ -41,6 +41,8 @@ class Scenario:
     steps: int = 3
     base_tokens: int = 1000
     tokens_per_turn: int = 200
+    # Lines of filler each step's command also prints, so the agent's stream grows.
+    step_output: int = 0
 
     def done_count(self) -> int:
         """How many steps the workdir shows as done (lines in steps.txt)."""
@@ -56,10 +58,11 @@ class Scenario:
         if done >= self.steps:
             return Turn("final", self.steps, "", f"All {self.steps} steps done.")
         step = done + 1
+        filler = f"; seq 1 {self.step_output}" if self.step_output else ""
         return Turn(
             "tool",
             step,
-            f'echo "step {step}" >> {STEPS_FILE}',
+            f'echo "step {step}" >> {STEPS_FILE}' + filler,
             f"Step {step} of {self.steps}: appending it to {STEPS_FILE}.",
         )
 
