@@ -12,24 +12,37 @@ from pathlib import Path
 
 import orjson
 from helpers import aether
-from realcli import assert_steps_once_each, checkpoints, codex_args, codex_env, explain, fake_server, ledger
+from realcli import (
+    Fake,
+    assert_steps_once_each,
+    checkpoints,
+    codex_args,
+    codex_env,
+    explain,
+    fake_server,
+    ledger,
+)
 
 STEPS, BASE, PER_TURN, WINDOW, MAX_STEPS = 12, 12_000, 600, 24_000, 5
 OBJECTIVE = f'Append "step K" to steps.txt for K = 1..{STEPS}, one shell command per step.'
 
 
-def test_aether_relaunches_codex_until_every_step_is_done(project: Path, tmp_path: Path) -> None:
+def run_codex(project: Path, tmp_path: Path, *flags: str, step_output: int = 0) -> tuple[Fake, str]:
+    """`aether run FLAGS -- codex exec --json ...` against the fake server; the fake and the run's story."""
     with fake_server(
-        "fake_openai.py", project, tmp_path, steps=STEPS, base_tokens=BASE, tokens_per_turn=PER_TURN
+        "fake_openai.py",
+        project,
+        tmp_path,
+        steps=STEPS,
+        base_tokens=BASE,
+        tokens_per_turn=PER_TURN,
+        step_output=step_output,
     ) as fake:
         proc = aether(
             "run",
             "--objective",
             OBJECTIVE,
-            "--context-window",
-            str(WINDOW),
-            "--max-steps",
-            str(MAX_STEPS),
+            *flags,
             "--",
             *codex_args(fake.port, OBJECTIVE),
             env=codex_env(tmp_path / "codex-home"),
@@ -37,6 +50,11 @@ def test_aether_relaunches_codex_until_every_step_is_done(project: Path, tmp_pat
         )
     why = explain(proc, fake, project)
     assert proc.returncode == 0, why
+    return fake, why
+
+
+def test_aether_relaunches_codex_until_every_step_is_done(project: Path, tmp_path: Path) -> None:
+    fake, why = run_codex(project, tmp_path, "--context-window", str(WINDOW), "--max-steps", str(MAX_STEPS))
 
     launches = [r for r in ledger(project) if r.get("kind") == "launch"]
     assert len({r["episode"] for r in launches}) >= 2, why
@@ -57,28 +75,7 @@ def test_codex_is_relaunched_by_its_context_budget_alone(project: Path, tmp_path
     # lines (about 600 tokens), so at a 14,000-token window (checkpoint at 11,200) the
     # twelve steps fit in one episode unless Codex's own instructions and tools (the
     # 8,500-token overhead aether adds for Codex) are counted too.
-    with fake_server(
-        "fake_openai.py",
-        project,
-        tmp_path,
-        steps=STEPS,
-        base_tokens=BASE,
-        tokens_per_turn=PER_TURN,
-        step_output=300,
-    ) as fake:
-        proc = aether(
-            "run",
-            "--objective",
-            OBJECTIVE,
-            "--context-window",
-            "14000",
-            "--",
-            *codex_args(fake.port, OBJECTIVE),
-            env=codex_env(tmp_path / "codex-home"),
-            timeout=400,
-        )
-    why = explain(proc, fake, project)
-    assert proc.returncode == 0, why
+    _fake, why = run_codex(project, tmp_path, "--context-window", "14000", step_output=300)
     launches = [r for r in ledger(project) if r.get("kind") == "launch"]
     assert len(launches) >= 2, why
     assert {r["context_overhead"] for r in launches} == {8_500}, why
