@@ -12,7 +12,16 @@ from pathlib import Path
 
 import orjson
 from helpers import aether
-from realcli import assert_steps_once_each, checkpoints, claude_args, claude_env, explain, fake_server, ledger
+from realcli import (
+    assert_steps_once_each,
+    checkpoints,
+    claude_args,
+    claude_env,
+    explain,
+    fake_server,
+    ledger,
+    steps_done,
+)
 
 STEPS, BASE, PER_TURN, WINDOW = 12, 12_000, 600, 24_000
 OBJECTIVE = f'Append "step K" to steps.txt for K = 1..{STEPS}, one Bash command per step.'
@@ -44,6 +53,12 @@ def test_aether_relaunches_claude_until_every_step_is_done(project: Path, tmp_pa
     assert status["episode"] >= 2 and status["checkpoints"] >= 1, status
     cks = checkpoints(project)
     assert cks and all(ck["tokenizer"] == "reported" for ck in cks), [ck.get("tokenizer") for ck in cks]
+    # The figures a closing note quotes (shown with `pytest -s`).
+    figures = [(c["trigger"], c["metrics"]["episode_tokens"], c["metrics"]["checkpoint_tokens"]) for c in cks]
+    print(
+        f"\nclaude under aether: {len(launches)} launches; checkpoints "
+        f"(trigger, episode tokens, checkpoint tokens): {figures}; steps {steps_done(project)}"
+    )
 
     turns = fake.turns()
     # A relaunch starts a fresh conversation whose prompt is the rehydrated one, not the first.
