@@ -84,4 +84,5 @@ stress-supervision: $(STAMP)
 	AETHER_STRESS=1 $(BIN)/python -m pytest -p no:cacheprovider tests/test_supervision.py -k "sigkill or grandchild"
 stress-durability: $(STAMP)
 	AETHER_STRESS=1 $(BIN)/python -m pytest -s -p no:cacheprovider \
-		tests/test_durability.py tests/test_paths_property.py tests/test_parser_property.py
+		tests/test_durability.py tests/test_paths_property.py tests/test_parser_property.py \
+		tests/test_secrets_corpus.py
