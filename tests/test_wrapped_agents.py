@@ -20,6 +20,11 @@ pytestmark = pytest.mark.slow
 
 FAST = {"AETHER_STOP_GRACE": "1", "AETHER_TERM_GRACE": "1", "AETHER_BACKOFF_BASE": "0.05"}
 CLAUDE = ["claude", "-p", "Do the numbered steps", "--output-format", "stream-json", "--verbose"]
+# A plain-text agent at a 3,000-token window, for two episodes at most.
+TEXT_RUN = (
+    "run", "--objective", "print lines", "--context-window", "3000",
+    "--format", "text", "--max-episodes", "2",
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -230,22 +235,7 @@ def test_a_text_agent_gets_its_prompt_through_a_placeholder(project: Path) -> No
     )
     script = project / "agent.py"
     script.write_text(agent)
-    res = aether(
-        "run",
-        "--objective",
-        "print lines",
-        "--context-window",
-        "3000",
-        "--format",
-        "text",
-        "--max-episodes",
-        "2",
-        "--",
-        sys.executable,
-        str(script),
-        "{prompt_file}",
-        env=FAST,
-    )
+    res = aether(*TEXT_RUN, "--", sys.executable, str(script), "{prompt_file}", env=FAST)
     assert res.returncode == 0, res.stdout + res.stderr
     seen = (project / "seen.txt").read_text().splitlines()
     assert len(seen) == 2 and seen[1].startswith("# Resuming: episode 2")
@@ -261,23 +251,7 @@ def _lines_agent(project: Path) -> Path:
 
 def _text_run(project: Path, *extra: str) -> list[dict]:
     """Run the 40-line text agent at a 3,000-token window; the ledger's launch records."""
-    res = aether(
-        "run",
-        "--objective",
-        "print lines",
-        "--context-window",
-        "3000",
-        "--format",
-        "text",
-        "--max-episodes",
-        "2",
-        *extra,
-        "--",
-        sys.executable,
-        str(_lines_agent(project)),
-        env=FAST,
-        cwd=project,
-    )
+    res = aether(*TEXT_RUN, *extra, "--", sys.executable, str(_lines_agent(project)), env=FAST, cwd=project)
     assert res.returncode == 0, res.stdout + res.stderr
     records = [r for p in (project / ".memory" / "runs").glob("*.jsonl") for r in jsonl(p)]
     return [r for r in records if r.get("kind") == "launch"]
