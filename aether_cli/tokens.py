@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import importlib.util
 import os
@@ -328,6 +329,31 @@ def parse_ranks(data: bytes) -> dict[bytes, int]:
     return ranks
 
 
+_strict_b64decode = functools.partial(binascii.a2b_base64, strict_mode=True)
+
+
+def parse_verified_ranks(data: bytes) -> dict[bytes, int]:
+    """`parse_ranks` for a file whose sha256 is the genuine one: the same dict, about 2x faster.
+
+    The per-line checks cannot fail on the known file, so the lines are split and
+    decoded in bulk; the whole result is still checked (one pair per line, distinct
+    tokens, ranks 0..N-1), and anything odd goes through `parse_ranks` for its message.
+    """
+    fields = data.split()
+    try:
+        tokens, ranks = fields[0::2], list(map(int, fields[1::2]))
+        result = dict(zip(map(_strict_b64decode, tokens), ranks, strict=True))
+    except (binascii.Error, ValueError):
+        return parse_ranks(data)
+    if (
+        len(fields) != 2 * data.count(b"\n") + (not data.endswith(b"\n"))
+        or len(result) != len(ranks)
+        or ranks != list(range(len(ranks)))
+    ):
+        return parse_ranks(data)
+    return result
+
+
 def _one_line(text: str, limit: int = 200) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
@@ -355,7 +381,7 @@ def _load(path: Path | None) -> TokenCounter:
     except Exception as exc:  # ImportError, or a broken install failing as it loads
         return _estimate(f"tiktoken cannot be imported ({type(exc).__name__}: {exc})")
     try:
-        ranks = parse_ranks(data)
+        ranks = parse_verified_ranks(data)
         if len(ranks) != CL100K_RANKS:
             return _estimate(f"{file} has {len(ranks)} ranks, expected {CL100K_RANKS}")
         encoding = tiktoken.Encoding(

@@ -25,6 +25,7 @@ from aether_cli.tokens import (
     estimate_tokens,
     load_counter,
     parse_ranks,
+    parse_verified_ranks,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +80,23 @@ def test_parse_ranks_reads_the_format() -> None:
 def test_parse_ranks_refuses_bad_lines(data: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_ranks(data)
+    # The bulk parser used after the sha256 check gives the same answer, message included.
+    with pytest.raises(ValueError, match=message):
+        parse_verified_ranks(data)
+
+
+@pytest.mark.parametrize(
+    "data", [b"YQ== 0\nYg== 1\n\nYWI= 2\n", b"YQ== 0\nYg== 1", b"YQ==\t0\r\nYg== 1\r\n", b""]
+)
+def test_the_bulk_parser_reads_what_parse_ranks_reads(data: bytes) -> None:
+    assert parse_verified_ranks(data) == parse_ranks(data)
+
+
+def test_the_bulk_parser_reads_the_shipped_file_exactly() -> None:
+    path = encoding_file()
+    assert path is not None
+    data = path.read_bytes()
+    assert parse_verified_ranks(data) == parse_ranks(data)
 
 
 # ------------------------------------------------------------ exact counts
