@@ -310,7 +310,8 @@ def counted_text(ev: Event) -> str:
     if isinstance(ev, ToolResult):
         out = ev.output
         return out if isinstance(out, str) else dumps_compact(out)
-    if isinstance(ev, Text):
+    if isinstance(ev, Text | Invalid):
+        # A malformed event still reached the model as text.
         return ev.text
     return ""
 

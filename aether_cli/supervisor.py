@@ -32,12 +32,12 @@ from typing import Any, Protocol
 from aether_cli import constants as C
 from aether_cli import protocol as P
 from aether_cli.adapters import context_overhead, detect_format, make_adapter
-from aether_cli.adapters.argv import native_resume_argv, render_argv
+from aether_cli.adapters.argv import fill_placeholders, native_resume_argv, render_argv
 from aether_cli.adapters.base import Compaction, Outcome, StreamStarted
 from aether_cli.budget import CHECKPOINT, EMERGENCY, SOFT, Budget
 from aether_cli.distill import distill
 from aether_cli.distill_command import distill_prompt, run_distill_command
-from aether_cli.episode import EpisodeLog
+from aether_cli.episode import EpisodeLog, cap
 from aether_cli.errors import AetherError, StorageError
 from aether_cli.launcher import Child, become_subreaper, describe_status, exit_code_of, reap_orphans, spawn
 from aether_cli.reader import iter_lines
@@ -247,13 +247,7 @@ def backoff_delay(restarts: int, base: float, cap: float, rng: random.Random) ->
 
 def cap_line(text: str, limit: int = 200) -> str:
     """The first line of `text`, cut to `limit` characters."""
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return first if len(first) <= limit else first[: limit - 1] + "…"
-
-
-def fill_placeholders(argv: list[str], *, prompt: str, prompt_file: str) -> list[str]:
-    """`{prompt}` and `{prompt_file}` filled in wherever they appear in the arguments."""
-    return [a.replace("{prompt_file}", prompt_file).replace("{prompt}", prompt) for a in argv]
+    return cap(text.strip().splitlines()[0] if text.strip() else "", limit)
 
 
 def new_session_id(now: datetime | None = None) -> str:
@@ -627,11 +621,11 @@ class Supervisor:
         """
         argv = list(self.settings.command)
         if self.last_checkpoint is None:
-            return fill_placeholders(argv, prompt=prompt, prompt_file=str(prompt_path))
+            return fill_placeholders(self.fmt, argv, prompt=prompt, prompt_file=str(prompt_path))
         if self.settings.native_resume and self._stream_session:
             resumed = native_resume_argv(self.fmt, argv, session_id=self._stream_session, prompt=prompt)
             if resumed is not None:
-                return fill_placeholders(resumed, prompt=prompt, prompt_file=str(prompt_path))
+                return fill_placeholders(self.fmt, resumed, prompt=prompt, prompt_file=str(prompt_path))
         return render_argv(self.fmt, argv, prompt=prompt, prompt_file=str(prompt_path))
 
     @staticmethod
@@ -657,7 +651,7 @@ class Supervisor:
             # pool for long ones.
             out = []
             for ev in events:
-                text = ev.text if isinstance(ev, P.Invalid) else P.counted_text(ev)
+                text = P.counted_text(ev)
                 out.append(count(text) if text else 0)
             return out
 
@@ -1107,14 +1101,14 @@ class Supervisor:
         s = self.settings
         assert s.distill_command is not None
 
+        command = s.distill_command
+
         def ask(draft: dict[str, Any]) -> tuple[Any, str | None]:
             prompt = distill_prompt(
                 draft, objective=s.objective, max_tokens=max_tokens, memory_dir=self.store.root
             )
-            self.ui.notice(f"asking the distill command: {s.distill_command}", "info")
-            answer, failure = run_distill_command(
-                s.distill_command or "", prompt, timeout=s.distill_timeout, cwd=self.cwd
-            )
+            self.ui.notice(f"asking the distill command: {command}", "info")
+            answer, failure = run_distill_command(command, prompt, timeout=s.distill_timeout, cwd=self.cwd)
             self._record("distill_command", ok=failure is None, reason=failure or "")
             return answer, failure
 

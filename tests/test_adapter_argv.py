@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from aether_cli.adapters import detect_format
 from aether_cli.adapters.argv import (
+    fill_placeholders,
     find_prompt_arg,
     json_flag_missing,
     native_resume_argv,
@@ -134,6 +135,19 @@ def test_render_does_not_expand_placeholders_inside_the_prompt() -> None:
         "aether", ["a", "{prompt}", "{prompt_file}"], prompt="see {prompt_file}", prompt_file="/f"
     )
     assert out == ["a", "see {prompt_file}", "/f"]
+
+
+
+def test_the_first_launch_fills_placeholders_the_same_way() -> None:
+    # The first launch only fills placeholders (the user's own prompt argument stays).
+    argv = ["claude", "-p", "{prompt}", "--append-system-prompt", "{prompt_file}", "--verbose"]
+    out = fill_placeholders("claude", argv, prompt="see {prompt_file}", prompt_file="/f")
+    assert out[2] == "see {prompt_file}" and out[4] == "/f"
+    assert fill_placeholders("claude", ["claude", "-p", "Port it"], prompt="x", prompt_file="/f") == [
+        "claude",
+        "-p",
+        "Port it",
+    ]
 
 
 def test_render_replaces_the_prompt_argument_without_placeholders() -> None:

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from helpers import aether, read_json
 
-from aether_cli.distill import distill
+from aether_cli.distill import CommandDistiller, distill
 from aether_cli.distill_command import distill_prompt, extract_json, run_distill_command
 from aether_cli.episode import EpisodeLog
 from aether_cli.protocol import decode_obj
@@ -94,6 +94,19 @@ def episode_log() -> EpisodeLog:
     return log
 
 
+def distill_episode(command: CommandDistiller | None = None) -> dict:
+    """The budget checkpoint of `episode_log()`, asking `command` when one is given."""
+    return distill(
+        trigger="budget",
+        objective="Port the tests",
+        log=episode_log(),
+        parent=None,
+        count=count,
+        max_tokens=2000,
+        command=command,
+    )
+
+
 def test_distill_uses_a_valid_command_answer_and_keeps_aethers_facts() -> None:
     seen: list[dict] = []
 
@@ -101,15 +114,7 @@ def test_distill_uses_a_valid_command_answer_and_keeps_aethers_facts() -> None:
         seen.append(draft)
         return GOOD, None
 
-    draft = distill(
-        trigger="budget",
-        objective="Port the tests",
-        log=episode_log(),
-        parent=None,
-        count=count,
-        max_tokens=2000,
-        command=ask,
-    )
+    draft = distill_episode(ask)
     assert draft["distiller"] == "command"
     assert draft["next_actions"] == GOOD["next_actions"]
     assert "agent sent no checkpoint" in draft["distiller_note"]
@@ -131,28 +136,13 @@ def test_distill_falls_back_to_rules_with_the_reason(answer: object, reason: str
     def ask(_draft: dict) -> tuple[object, str | None]:
         return (answer, None) if answer is not None else (None, "exit 1: boom")
 
-    draft = distill(
-        trigger="budget",
-        objective="Port the tests",
-        log=episode_log(),
-        parent=None,
-        count=count,
-        max_tokens=2000,
-        command=ask,
-    )
+    draft = distill_episode(ask)
     assert draft["distiller"] == "rules"
     assert f"distill command: {reason}" in draft["distiller_note"]
 
 
 def test_the_prompt_carries_the_objective_and_the_draft() -> None:
-    draft = distill(
-        trigger="budget",
-        objective="Port the tests",
-        log=episode_log(),
-        parent=None,
-        count=count,
-        max_tokens=2000,
-    )
+    draft = distill_episode()
     prompt = distill_prompt(draft, objective="Port the tests", max_tokens=900, memory_dir=None)
     assert "Port the tests" in prompt and "tests/test_a.py" in prompt and "900" in prompt
     assert "$" not in prompt.replace("$$", "")

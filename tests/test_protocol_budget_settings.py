@@ -120,6 +120,9 @@ def test_counted_text_covers_calls_and_results() -> None:
     res = P.decode_line('{"type":"tool_result","id":"1","output":{"lines":["a"]}}')
     assert P.counted_text(res) == '{"lines":["a"]}'
     assert P.counted_text(P.decode_line('{"type":"log","level":"info","text":"x"}')) == ""
+    # A malformed event is counted as the text it was (the supervisor and recovery alike).
+    bad = P.decode_line('{"type":"tool_call","id":7,"name":"grep"}')
+    assert isinstance(bad, P.Invalid) and P.counted_text(bad) == bad.text != ""
 
 
 # ------------------------------------------------------------------ budget

@@ -324,6 +324,13 @@ def find_prompt_arg(fmt: str, argv: list[str]) -> int | None:
     return loc[0] if loc else None
 
 
+def fill_placeholders(fmt: str, argv: list[str], *, prompt: str, prompt_file: str) -> list[str]:
+    """`{prompt}` and `{prompt_file}` filled in wherever they appear, in one pass (a prompt
+    holding "{prompt_file}" stays as written); a bare `{prompt}` that looks like an option
+    is kept from being read as one."""
+    return [_safe_value(fmt, prompt) if a == PROMPT else _fill(a, prompt, prompt_file) for a in argv]
+
+
 def render_argv(fmt: str, argv: list[str], *, prompt: str, prompt_file: str) -> list[str]:
     """A new argv with this launch's prompt in it.
 
@@ -332,7 +339,7 @@ def render_argv(fmt: str, argv: list[str], *, prompt: str, prompt_file: str) -> 
     replaced by `prompt`.
     """
     if any(_PLACEHOLDER.search(a) for a in argv):
-        return [_safe_value(fmt, prompt) if a == PROMPT else _fill(a, prompt, prompt_file) for a in argv]
+        return fill_placeholders(fmt, argv, prompt=prompt, prompt_file=prompt_file)
     out = list(argv)
     loc = _prompt_location(fmt, argv)
     if loc is not None:
