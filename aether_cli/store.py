@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import hashlib
 import math
 import os
-import re
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -44,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from aether_cli import constants as C
-from aether_cli import jsonio
+from aether_cli import ids, jsonio
 from aether_cli.constants import TASK_STATUSES
 from aether_cli.errors import (
     AetherError,
@@ -77,10 +75,6 @@ if TYPE_CHECKING:
 
 WRITE_LOCK_FILE = "write.lock"
 WRITE_LOCK_TIMEOUT = 30.0
-
-_TASK_ID = re.compile(C.TASK_ID_PATTERN)
-_TASK_FILE = re.compile(r"^task_(.+)_state\.json$")
-_CHECKPOINT_FILE = re.compile(r"^(chk_(\d{6,})_([0-9a-f]{8}))\.json$")
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -237,17 +231,6 @@ def _checkpoint_digest(checkpoint: dict[str, Any]) -> str:
     return hashlib.sha256(dumps(content)).hexdigest()
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _task_id_ok(task_id: str) -> bool:
-    # Cached: every listing of task_states/ checks every file name, and the
-    # secret test behind it is a full redaction pass.
-    return (
-        not task_id.startswith(".")
-        and _TASK_ID.fullmatch(task_id) is not None
-        and redact_text(task_id) == task_id
-    )
-
-
 def _hostname() -> str:
     import socket
 
@@ -258,10 +241,6 @@ def _lock_timeout() -> type[Exception]:
     import filelock
 
     return filelock.Timeout
-
-
-def _id_suffix(checkpoint_id: str) -> str:
-    return checkpoint_id.rsplit("_", 1)[-1]
 
 
 class MemoryStore:
@@ -645,7 +624,7 @@ class MemoryStore:
         1-64 letters, digits, `_`, `-` or `.` (not a leading `.`), and not
         shaped like a secret (a file name cannot be redacted).
         """
-        return isinstance(task_id, str) and _task_id_ok(task_id)
+        return ids.valid_task_id(task_id)
 
     def task_file(self, task_id: str) -> str:
         """`task_states/task_<id>_state.json` (relative to root); InvalidTaskIdError if not allowed.
@@ -657,7 +636,7 @@ class MemoryStore:
                 f"invalid task id {task_id!r}: use 1-64 letters, digits, '_', '-' or '.' "
                 "(not a leading '.', not a secret)"
             )
-        return f"{C.TASKS_DIR}/task_{task_id}_state.json"
+        return f"{C.TASKS_DIR}/{ids.task_file_name(task_id)}"
 
     def write_task(self, task: dict[str, Any]) -> str:
         """Write one task's state file, filling missing contract fields; return its relative path.
@@ -699,7 +678,7 @@ class MemoryStore:
         if not self._check_dir(self.tasks_dir):
             return []
         found: list[tuple[str, str]] = []
-        match = _TASK_FILE.match
+        match = ids.TASK_FILE.match
         with os.scandir(self.tasks_dir) as entries:
             for entry in entries:
                 m = match(entry.name)
@@ -727,9 +706,9 @@ class MemoryStore:
             return []
         found: list[tuple[int, str]] = []
         for entry in os.scandir(self.checkpoints_dir):
-            m = _CHECKPOINT_FILE.match(entry.name)
-            if m is not None:
-                found.append((int(m.group(2)), m.group(1)))
+            parsed = ids.parse_checkpoint_file(entry.name)
+            if parsed is not None:
+                found.append(parsed)
         return sorted(found)
 
     def checkpoint_ids(self) -> list[str]:
@@ -771,7 +750,7 @@ class MemoryStore:
                 checkpoint["created_at"] = self.now()
             digest = _checkpoint_digest(checkpoint)
             checkpoint["sha256"] = digest
-            checkpoint["id"] = f"chk_{seq:06d}_{digest[:8]}"
+            checkpoint["id"] = ids.format_checkpoint_id(seq, digest)
             self._ensure_dir(self.checkpoints_dir)
             path = self.checkpoints_dir / f"{checkpoint['id']}.json"
             try:
@@ -834,7 +813,7 @@ class MemoryStore:
             raise CorruptMemoryError(f"{path}: cannot be hashed ({exc})") from None
         recorded = checkpoint.get("sha256")
         # The id carries the hash too, so removing the sha256 field does not switch the check off.
-        intact = recorded in (None, digest) and _id_suffix(checkpoint_id) == digest[:8]
+        intact = recorded in (None, digest) and ids.checkpoint_suffix(checkpoint_id) == digest[:8]
         if not intact and checkpoint_id not in self._trusted:
             raise ChecksumMismatchError(f"{path}: content does not match its sha256 (edited after writing?)")
         return checkpoint
@@ -861,11 +840,10 @@ class MemoryStore:
         skipped: list[str] = []
         limit: int | None = None
         if start is not None:
-            m = _CHECKPOINT_FILE.match(f"{start}.json")
-            if m is None:
+            limit = ids.checkpoint_seq(start)
+            if limit is None:
                 skipped.append(f"{start}: not a checkpoint id")
             else:
-                limit = int(m.group(2))
                 if start not in {cid for _, cid in entries}:
                     skipped.append(f"{self.checkpoints_dir / (start + '.json')}: missing")
         for seq, checkpoint_id in reversed(entries):

@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import orjson
 
+from aether_cli import ids
 from aether_cli import protocol as P
-from aether_cli.store import MemoryStore
 
 # A single agent line may be long, but the reason shown for a line we failed on
 # only needs its start.
@@ -144,7 +144,7 @@ def todo_task_id(text: str) -> str:
     candidate = f"todo-{words}-{digest}" if words else f"todo-{digest}"
     # The store also refuses ids shaped like secrets (a file name cannot be
     # redacted); a todo that mentions a token must still become a task.
-    return candidate if MemoryStore.valid_task_id(candidate) else f"todo-{digest}"
+    return candidate if ids.valid_task_id(candidate) else f"todo-{digest}"
 
 
 def tool_call(call_id: str, name: str, inp: dict[str, Any]) -> P.ToolCall:
