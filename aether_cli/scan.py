@@ -33,8 +33,8 @@ import orjson
 
 from aether_cli import constants as C
 from aether_cli.errors import CorruptMemoryError, NotFoundError
-from aether_cli.jsonio import read_bytes
 from aether_cli.redact import redact_obj, redact_text
+from aether_cli.store.files import read_bytes
 
 _MARKER = re.compile(r"\[REDACTED:([a-z0-9_]+)\]")
 _JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')

@@ -1,7 +1,7 @@
 """Never lose state (issue 4, items 8-15): kills, torn tails, corruption, immutability, locks,
 symlinks and filesystem faults.
 
-Faults are injected through jsonio's filesystem seam (`jsonio.use_fs`), never by
+Faults are injected through store.files' filesystem seam (`files.use_fs`), never by
 mocking the OS; kills are real SIGKILLs of real processes; the CLI runs as a
 real subprocess. Every test here fails if its guarantee breaks.
 """
@@ -31,7 +31,7 @@ import orjson
 import pytest
 from helpers import AGENTS, aether, agent_cmd, read_json
 
-from aether_cli import commands, jsonio
+from aether_cli import commands
 from aether_cli import constants as C
 from aether_cli.errors import (
     AetherError,
@@ -40,7 +40,7 @@ from aether_cli.errors import (
     LockedError,
     StorageError,
 )
-from aether_cli.store import Ledger, MemoryStore, read_ledger
+from aether_cli.store import Ledger, MemoryStore, files, read_ledger
 
 # Read at import: the autouse fixture clears AETHER_* variables before each test runs.
 STRESS = bool(os.environ.get("AETHER_STRESS"))
@@ -60,7 +60,7 @@ def fixed_clock() -> datetime:
 # ===================================================================== helpers
 
 
-class FaultyFS(jsonio.OsFS):
+class FaultyFS(files.OsFS):
     """Fails the k-th call of each operation in `ops` with OSError(err); with `always`, every later one too.
 
     A failing `write` first writes half of its data for real: a dying disk may
@@ -148,7 +148,7 @@ def check_memory(store: MemoryStore) -> Counter[str]:
     """Everything under .memory reads back intact; returns what was checked."""
     seen: Counter[str] = Counter()
     for path in sorted(store.root.rglob("*.json")):
-        value = jsonio.read_json(path)
+        value = files.read_json(path)
         assert isinstance(value, dict), path
         seen["json_files"] += 1
     for checkpoint_id in store.checkpoint_ids():
@@ -267,7 +267,7 @@ def _workload(store: MemoryStore, ledger: Ledger, n: int) -> list[tuple[str, Cal
 def _calls_per_op(root: Path) -> Counter[str]:
     store, ledger = _baseline(root)
     counter = FaultyFS((), 0)
-    with jsonio.use_fs(counter):
+    with files.use_fs(counter):
         for _, step in _workload(store, ledger, 1):
             step()
     ledger.close()
@@ -286,7 +286,7 @@ def test_the_kth_failing_call_leaves_the_previous_state_valid(scratch: Path, op:
         err = (errno.EIO, errno.ENOSPC)[k % 2]  # both, across the values of k
         faulty = FaultyFS(op, k, err, always=always)
         failed: list[str] = []
-        with jsonio.use_fs(faulty):
+        with files.use_fs(faulty):
             for name, step in _workload(store, ledger, 1):
                 before = snapshot(root)
                 try:
@@ -322,7 +322,7 @@ def test_a_failing_ledger_append_leaves_no_partial_line_and_no_seq_gap(tmp_path:
     store, ledger = _baseline(tmp_path / ".memory")
     path = ledger.path
     before = path.read_bytes()
-    with jsonio.use_fs(FaultyFS("write", 1, errno.ENOSPC)), pytest.raises(StorageError, match="ledger"):
+    with files.use_fs(FaultyFS("write", 1, errno.ENOSPC)), pytest.raises(StorageError, match="ledger"):
         ledger.append({"n": 1, "blob": "y" * 5000})
     assert path.read_bytes() == before  # the half-written line was cut away
     assert ledger.append({"n": 2}) == 2  # the failed record's seq is reused: no gap
@@ -335,7 +335,7 @@ def test_a_failing_ledger_append_leaves_no_partial_line_and_no_seq_gap(tmp_path:
 def test_an_append_whose_cleanup_fails_too_is_undone_by_the_next_append(tmp_path: Path) -> None:
     store, ledger = _baseline(tmp_path / ".memory")
     path = ledger.path
-    with jsonio.use_fs(FaultyFS(("write", "truncate"), 1, errno.EIO, always=True)):
+    with files.use_fs(FaultyFS(("write", "truncate"), 1, errno.EIO, always=True)):
         with pytest.raises(StorageError):
             ledger.append({"n": 1, "blob": "y" * 5000})
         # The partial line is still there (nothing could cut it) but readers skip it ...
@@ -353,7 +353,7 @@ def test_an_append_whose_cleanup_fails_too_is_undone_by_the_next_append(tmp_path
 def test_a_failing_acquire_frees_the_lock(tmp_path: Path) -> None:
     store = MemoryStore(tmp_path / ".memory")
     store.init()
-    with jsonio.use_fs(FaultyFS("fsync", 1, errno.EIO, always=True)), pytest.raises(StorageError):
+    with files.use_fs(FaultyFS("fsync", 1, errno.EIO, always=True)), pytest.raises(StorageError):
         store.acquire(["agent"])
     assert not store.locked
     other = MemoryStore(tmp_path / ".memory")
@@ -363,7 +363,7 @@ def test_a_failing_acquire_frees_the_lock(tmp_path: Path) -> None:
 
 def test_a_failing_ledger_flush_on_close_is_reported(tmp_path: Path) -> None:
     store, ledger = _baseline(tmp_path / ".memory")
-    with jsonio.use_fs(FaultyFS("fsync", 1, errno.EIO)), pytest.raises(StorageError, match="fsync"):
+    with files.use_fs(FaultyFS("fsync", 1, errno.EIO)), pytest.raises(StorageError, match="fsync"):
         ledger.close()
     ledger.close()  # closed anyway: idempotent
     store.release()
@@ -380,10 +380,10 @@ def test_a_folder_in_place_of_a_file_is_named_not_a_crash(tmp_path: Path) -> Non
 
 FAILING_RUN = """
 import errno, os, sys
-from aether_cli import jsonio
+from aether_cli.store import files
 from aether_cli.cli import main
 
-class Full(jsonio.OsFS):
+class Full(files.OsFS):
     calls = 0
     def replace(self, src, dst):
         Full.calls += 1
@@ -391,7 +391,7 @@ class Full(jsonio.OsFS):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         super().replace(src, dst)
 
-jsonio.FS = Full()
+files.FS = Full()
 sys.argv = ["aether", *sys.argv[1:]]
 main()
 """
@@ -468,7 +468,7 @@ def test_a_repair_the_disk_refuses_fails_cleanly_and_changes_nothing(tmp_path: P
     path.write_bytes(b'{"seq": 1}\n{"seq": 2, "x": "to')
     before = path.read_bytes()
     with store.holding(["agent"]):
-        with jsonio.use_fs(FaultyFS("truncate", 1, errno.EIO)), pytest.raises(StorageError, match="torn"):
+        with files.use_fs(FaultyFS("truncate", 1, errno.EIO)), pytest.raises(StorageError, match="torn"):
             store.open_ledger("s")
         assert path.read_bytes() == before
         with store.open_ledger("s") as ledger:
@@ -527,10 +527,10 @@ def test_a_checkpoint_without_its_sha256_field_is_still_checked_by_its_id(tmp_pa
     path = store.checkpoints_dir / f"{ck['id']}.json"
     os.chmod(path, 0o644)
     edited = {k: v for k, v in ck.items() if k != "sha256"}
-    path.write_bytes(jsonio.dumps(edited))
+    path.write_bytes(files.dumps(edited))
     assert store.read_checkpoint(ck["id"])["objective"] == "ship it"  # the content still matches its id
     edited["objective"] = "something else"
-    path.write_bytes(jsonio.dumps(edited))
+    path.write_bytes(files.dumps(edited))
     with pytest.raises(ChecksumMismatchError):
         store.read_checkpoint(ck["id"])
 
@@ -624,14 +624,14 @@ def test_a_checkpoint_is_created_exclusively_and_born_read_only(tmp_path: Path) 
     ck = a.write_checkpoint(draft())
     planted = b.checkpoints_dir / f"{ck['id']}.json"
 
-    class RacingWriter(jsonio.OsFS):
+    class RacingWriter(files.OsFS):
         """Another writer creates the very same file between our listing and our link."""
 
         def link(self, src: Path, dst: Path) -> None:
             Path(dst).write_bytes(b"someone else's file")
             super().link(src, dst)
 
-    with jsonio.use_fs(RacingWriter()), pytest.raises(AetherError, match="never rewritten"):
+    with files.use_fs(RacingWriter()), pytest.raises(AetherError, match="never rewritten"):
         b.write_checkpoint(draft())
     assert planted.read_bytes() == b"someone else's file"
     assert temp_files(b.root) == []
@@ -640,7 +640,7 @@ def test_a_checkpoint_is_created_exclusively_and_born_read_only(tmp_path: Path) 
     assert (
         ck["sha256"]
         == hashlib.sha256(
-            jsonio.dumps({k: v for k, v in ck.items() if k not in ("id", "sha256")})
+            files.dumps({k: v for k, v in ck.items() if k not in ("id", "sha256")})
         ).hexdigest()
     )
     assert ck["id"].endswith(ck["sha256"][:8])

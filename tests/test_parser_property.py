@@ -27,12 +27,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from aether_cli import jsonio
 from aether_cli import protocol as P
 from aether_cli.episode import EpisodeLog
 from aether_cli.errors import AetherError, CorruptMemoryError
 from aether_cli.reader import LineSplitter, iter_lines
-from aether_cli.store import Ledger, MemoryStore, read_ledger
+from aether_cli.store import Ledger, MemoryStore, files, read_ledger
 
 # `make stress` (AETHER_STRESS=1, read at import: the autouse fixture clears AETHER_*) runs far more examples.
 EXAMPLES = 5000 if os.environ.get("AETHER_STRESS") else 300
@@ -223,7 +222,7 @@ def test_wrong_field_types_become_a_counted_warning_never_a_crash(
     ev = P.decode_line(line)
     expected = EVENT_CLASSES[obj["type"]]
     try:
-        strict = jsonio.loads(line)
+        strict = files.loads(line)
     except ValueError:
         # NaN, Infinity or a 65-bit integer: not JSON to a strict parser, so plain text.
         assert isinstance(ev, P.Text) and ev.text == line
@@ -314,11 +313,11 @@ def test_every_memory_reader_takes_any_file_content(scratch: Path, data: bytes) 
         target.write_bytes(data)
     _every_reader(store)
     try:
-        value = jsonio.read_json(store.continuity_path)
+        value = files.read_json(store.continuity_path)
     except CorruptMemoryError as exc:
         assert str(store.continuity_path) in str(exc)
     else:
-        assert jsonio.loads(data) == value or (isinstance(value, float) and math.isnan(value))
+        assert files.loads(data) == value or (isinstance(value, float) and math.isnan(value))
 
 
 @ROBUST

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from aether_cli import jsonio
 from aether_cli.redact import looks_random, redact_obj, redact_text
+from aether_cli.store import files
 
 RNG = random.Random(20240601)
 ALNUM = string.ascii_letters + string.digits
@@ -296,7 +296,7 @@ def test_redact_obj_redacts_every_string_and_keeps_the_shape() -> None:
     assert out["tuple"] == ["a", "[REDACTED:api_key]"]
     # The input is not modified, and the output is still valid JSON.
     assert value["output"] == f"export GITHUB_TOKEN={GHP}"
-    assert jsonio.loads(jsonio.dumps(out)) == out
+    assert files.loads(files.dumps(out)) == out
 
 
 def test_redact_obj_uses_the_key_to_redact_a_bare_value() -> None:

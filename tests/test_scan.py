@@ -19,8 +19,8 @@ import pytest
 from corpus import SecretCase, benign_files, leftovers, secret_cases
 from helpers import aether
 
-from aether_cli import jsonio
 from aether_cli.scan import Finding, MissingMemoryError, Problem, scan_memory, scan_text
+from aether_cli.store import files as store_files
 
 CASES = secret_cases()
 AWS = next(c for c in CASES if c.text.startswith("aws_access_key_id = AKIA"))
@@ -52,7 +52,7 @@ def test_a_clean_memory_folder_is_clean(project: Path) -> None:
     write(mem / "README.md", "# memory\n\nCheckpoints live in checkpoints/.\n")
     write(mem / "config.toml", '[budget]\ncheckpoint_at = 0.8\ntokenizer = "cl100k_base"\n')
     mem_json = {"facts": [{"key": "rule", "text": "export GITHUB_TOKEN=[REDACTED:github_token]"}]}
-    (mem / "project_memory.json").write_bytes(jsonio.dumps(mem_json))
+    (mem / "project_memory.json").write_bytes(store_files.dumps(mem_json))
     for name, text in benign_files().items():
         write(mem / "runs" / name, text)
     report = scan_memory(mem)
@@ -82,7 +82,7 @@ def test_every_corpus_secret_is_found_in_json_on_its_line(project: Path, case: S
     mem = memory(project)
     doc = {"a": "nothing here", "b": {"notes": ["x", case.text]}, "z": 1}
     (mem / "task_states" / "t.json").parent.mkdir()
-    (mem / "task_states" / "t.json").write_bytes(jsonio.dumps(doc))
+    (mem / "task_states" / "t.json").write_bytes(store_files.dumps(doc))
     report = scan_memory(mem)
     lines = (mem / "task_states" / "t.json").read_text().splitlines()
     expected = 1 + next(i for i, ln in enumerate(lines) if orjson.dumps(case.text).decode() in ln)
@@ -94,7 +94,7 @@ def test_a_key_that_names_the_secret_counts_in_json(project: Path) -> None:
     mem = memory(project)
     # The quote inside the value defeats the text rule; the JSON key still says what it is.
     value = {"user": "app", "db": {"password": 'Tr0ub4"dor&3x'}}
-    (mem / "creds.json").write_bytes(jsonio.dumps(value))
+    (mem / "creds.json").write_bytes(store_files.dumps(value))
     assert scan_text((mem / "creds.json").read_text()) == []
     report = scan_memory(mem)
     assert report.findings == [Finding("creds.json", 3, "password")]  # sorted keys: "db" comes first
@@ -112,7 +112,7 @@ def test_json_escapes_cannot_hide_a_secret(project: Path) -> None:
 
 def test_a_secret_in_a_dict_key_is_found(project: Path) -> None:
     mem = memory(project)
-    (mem / "state.json").write_bytes(jsonio.dumps({"env": {AWS.text: 1}}))
+    (mem / "state.json").write_bytes(store_files.dumps({"env": {AWS.text: 1}}))
     assert [f.kind for f in scan_memory(mem).findings] == ["aws_access_key"]
 
 
@@ -313,14 +313,14 @@ def test_every_file_aether_wrote_is_valid_json_without_nan(project: Path) -> Non
         if path.suffix == ".json":
             value = orjson.loads(data)
             if "runs" not in path.parts:  # deterministic bytes: the file round-trips exactly
-                assert jsonio.dumps(value) == data, path
+                assert store_files.dumps(value) == data, path
             assert not _BAD_NUMBER.search(_STRING.sub(b'""', data)), path
         elif path.suffix == ".jsonl":
             lines = data.split(b"\n")
             assert lines[-1] == b"", f"{path}: no torn last line after a clean run"
             for line in lines[:-1]:
                 record = orjson.loads(line)
-                assert jsonio.dumps_line(record) == line + b"\n", path
+                assert store_files.dumps_line(record) == line + b"\n", path
                 assert not _BAD_NUMBER.search(_STRING.sub(b'""', line)), path
         elif path.suffix == ".toml":
             tomllib.loads(data.decode())

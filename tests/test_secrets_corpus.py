@@ -16,8 +16,8 @@ from corpus import SecretCase, all_secrets, benign_files, benign_lines, leftover
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aether_cli import jsonio
 from aether_cli.redact import redact_obj, redact_text
+from aether_cli.store import files
 
 CASES = secret_cases()
 MARK = "[REDACTED:"
@@ -64,11 +64,11 @@ def test_every_corpus_secret_is_redacted_inside_json_and_the_json_stays_valid(ca
         "flattened": "shell " + orjson.dumps({"command": case.text}).decode(),
     }
     out = redact_obj(value)
-    data = jsonio.dumps(out)
-    assert jsonio.loads(data) == out
+    data = files.dumps(out)
+    assert files.loads(data) == out
     assert not leftovers(data.decode(), case.secrets)
     assert redact_obj(out) == out
-    line = jsonio.dumps_line(out)
+    line = files.dumps_line(out)
     assert orjson.loads(line) == out
 
 
@@ -179,4 +179,4 @@ def test_a_corpus_line_between_random_lines_is_still_redacted(
 def test_redact_obj_on_corpus_values_is_idempotent_and_round_trips(value: object) -> None:
     once = redact_obj(value)
     assert redact_obj(once) == once
-    assert jsonio.loads(jsonio.dumps(once)) == once
+    assert files.loads(files.dumps(once)) == once

@@ -26,9 +26,8 @@ import orjson
 import pytest
 from helpers import aether, agent_cmd, read_json
 
-from aether_cli import jsonio
 from aether_cli.settings import Settings
-from aether_cli.store import MemoryStore, read_ledger
+from aether_cli.store import MemoryStore, files, read_ledger
 from aether_cli.supervisor import Supervisor, backoff_delay, session_processes
 
 pytestmark = pytest.mark.slow
@@ -545,7 +544,7 @@ def test_a_reader_still_counting_at_the_exit_is_waited_for(project: Path) -> Non
 # ------------------------------------------------------------------ 12. a failing disk, live
 
 
-class HeartbeatDiskFull(jsonio.OsFS):
+class HeartbeatDiskFull(files.OsFS):
     """A disk that refuses (ENOSPC) every write of the heartbeat and every ledger append."""
 
     def replace(self, src: Path, dst: Path) -> None:
@@ -583,7 +582,7 @@ def test_a_failing_heartbeat_or_ledger_write_warns_once_and_the_agent_keeps_runn
         term_grace=1,
     )
     notes = Notes()
-    with jsonio.use_fs(HeartbeatDiskFull()):
+    with files.use_fs(HeartbeatDiskFull()):
         result = Supervisor(settings, MemoryStore(project / ".memory"), reporter=notes, cwd=project).run()
     assert result.exit_code == 0, notes.notices
     warned = [n for n in notes.notices if "keeps running" in n]

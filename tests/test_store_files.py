@@ -1,4 +1,4 @@
-"""jsonio: deterministic bytes, atomic and symlink-safe writes, strict reads, temp-file sweeping."""
+"""store.files: deterministic bytes, atomic and symlink-safe writes, strict reads, temp-file sweeping."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aether_cli import jsonio
 from aether_cli.errors import AetherError, CorruptMemoryError
+from aether_cli.store import files
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | st.text(),
@@ -30,7 +30,7 @@ JSON_VALUES = st.recursive(
 
 
 def test_dumps_is_sorted_indented_and_newline_terminated() -> None:
-    out = jsonio.dumps({"b": 1, "a": [1, {"d": None, "c": "x"}]})
+    out = files.dumps({"b": 1, "a": [1, {"d": None, "c": "x"}]})
     assert out == (
         b'{\n  "a": [\n    1,\n    {\n      "c": "x",\n      "d": null\n    }\n  ],\n  "b": 1\n}\n'
     )
@@ -39,53 +39,53 @@ def test_dumps_is_sorted_indented_and_newline_terminated() -> None:
 def test_dumps_same_value_same_bytes_whatever_the_insertion_order() -> None:
     one = {"z": 1, "a": {"y": 2, "b": 3}}
     two = {"a": {"b": 3, "y": 2}, "z": 1}
-    assert jsonio.dumps(one) == jsonio.dumps(two)
+    assert files.dumps(one) == files.dumps(two)
 
 
 @given(JSON_VALUES)
 def test_dumps_round_trips_and_never_writes_nan(value: object) -> None:
-    out = jsonio.dumps(value)
+    out = files.dumps(value)
     assert out.endswith(b"\n")
     # orjson.loads rejects bare NaN/Infinity, so parsing proves none were written.
-    back = jsonio.loads(out)
-    assert jsonio.dumps(back) == out
+    back = files.loads(out)
+    assert files.dumps(back) == out
 
 
 def test_dumps_writes_null_for_nan_and_infinities() -> None:
-    assert jsonio.dumps({"a": math.nan, "b": math.inf, "c": -math.inf}) == (
+    assert files.dumps({"a": math.nan, "b": math.inf, "c": -math.inf}) == (
         b'{\n  "a": null,\n  "b": null,\n  "c": null\n}\n'
     )
 
 
 def test_dumps_refuses_non_string_keys() -> None:
     with pytest.raises(TypeError):
-        jsonio.dumps({1: "x"})
+        files.dumps({1: "x"})
     with pytest.raises(TypeError):
-        jsonio.dumps({"ok": {(1, 2): "x"}})
+        files.dumps({"ok": {(1, 2): "x"}})
 
 
 def test_dumps_refuses_values_json_cannot_hold() -> None:
     with pytest.raises(TypeError):
-        jsonio.dumps({"x": object()})
+        files.dumps({"x": object()})
     with pytest.raises(TypeError):
-        jsonio.dumps({"x": 2**70})
+        files.dumps({"x": 2**70})
 
 
 def test_dumps_replaces_lone_surrogates_instead_of_failing() -> None:
     broken = b"caf\xff".decode("utf-8", "surrogateescape")
-    out = jsonio.dumps({"text": broken})
-    assert jsonio.loads(out) == {"text": "caf?"}
+    out = files.dumps({"text": broken})
+    assert files.loads(out) == {"text": "caf?"}
 
 
 def test_dumps_line_is_one_compact_sorted_line() -> None:
-    assert jsonio.dumps_line({"b": "x\ny", "a": 1}) == b'{"a":1,"b":"x\\ny"}\n'
+    assert files.dumps_line({"b": "x\ny", "a": 1}) == b'{"a":1,"b":"x\\ny"}\n'
 
 
 def test_loads_accepts_bytes_and_str_and_rejects_garbage() -> None:
-    assert jsonio.loads(b'{"a": 1}') == {"a": 1}
-    assert jsonio.loads("[1]") == [1]
+    assert files.loads(b'{"a": 1}') == {"a": 1}
+    assert files.loads("[1]") == [1]
     with pytest.raises(ValueError):
-        jsonio.loads(b"{nope")
+        files.loads(b"{nope")
 
 
 # ------------------------------------------------------------- atomic_write
@@ -97,9 +97,9 @@ def _tmp_files(folder: Path) -> list[str]:
 
 def test_atomic_write_creates_and_replaces_leaving_no_temp_files(tmp_path: Path) -> None:
     target = tmp_path / "a.json"
-    jsonio.atomic_write(target, b"one\n")
+    files.atomic_write(target, b"one\n")
     assert target.read_bytes() == b"one\n"
-    jsonio.atomic_write(target, b"two\n")
+    files.atomic_write(target, b"two\n")
     assert target.read_bytes() == b"two\n"
     assert _tmp_files(tmp_path) == []
 
@@ -107,8 +107,8 @@ def test_atomic_write_creates_and_replaces_leaving_no_temp_files(tmp_path: Path)
 def test_atomic_write_applies_mode(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
-        jsonio.atomic_write(tmp_path / "ro", b"x", mode=0o444)
-        jsonio.atomic_write(tmp_path / "rw", b"x")
+        files.atomic_write(tmp_path / "ro", b"x", mode=0o444)
+        files.atomic_write(tmp_path / "rw", b"x")
     finally:
         os.umask(old)
     assert (tmp_path / "ro").stat().st_mode & 0o777 == 0o444
@@ -117,17 +117,17 @@ def test_atomic_write_applies_mode(tmp_path: Path) -> None:
 
 def test_atomic_write_without_durability_still_replaces(tmp_path: Path) -> None:
     target = tmp_path / "hot.json"
-    jsonio.atomic_write(target, b"1", durable=False)
-    jsonio.atomic_write(target, b"2", durable=False)
+    files.atomic_write(target, b"1", durable=False)
+    files.atomic_write(target, b"2", durable=False)
     assert target.read_bytes() == b"2"
     assert _tmp_files(tmp_path) == []
 
 
 def test_exclusive_write_never_replaces_an_existing_file(tmp_path: Path) -> None:
     target = tmp_path / "chk.json"
-    jsonio.atomic_write(target, b"first", exclusive=True)
+    files.atomic_write(target, b"first", exclusive=True)
     with pytest.raises(FileExistsError):
-        jsonio.atomic_write(target, b"second", exclusive=True)
+        files.atomic_write(target, b"second", exclusive=True)
     assert target.read_bytes() == b"first"
     assert _tmp_files(tmp_path) == []
 
@@ -140,11 +140,11 @@ def test_exclusive_write_falls_back_where_hard_links_are_unsupported(
 
     monkeypatch.setattr(os, "link", no_links)
     target = tmp_path / "chk.json"
-    jsonio.atomic_write(target, b"first", exclusive=True, mode=0o444)
+    files.atomic_write(target, b"first", exclusive=True, mode=0o444)
     assert target.read_bytes() == b"first"
     assert target.stat().st_mode & 0o222 == 0
     with pytest.raises(FileExistsError):
-        jsonio.atomic_write(target, b"second", exclusive=True)
+        files.atomic_write(target, b"second", exclusive=True)
     assert target.read_bytes() == b"first"
     assert _tmp_files(tmp_path) == []
 
@@ -155,7 +155,7 @@ def test_exclusive_write_reraises_other_link_errors(tmp_path: Path, monkeypatch:
 
     monkeypatch.setattr(os, "link", broken)
     with pytest.raises(OSError, match="disk on fire"):
-        jsonio.atomic_write(tmp_path / "x", b"x", exclusive=True)
+        files.atomic_write(tmp_path / "x", b"x", exclusive=True)
     assert not (tmp_path / "x").exists()
     assert _tmp_files(tmp_path) == []
 
@@ -167,7 +167,7 @@ def test_atomic_write_refuses_a_symlink_and_leaves_its_target_alone(tmp_path: Pa
     link = tmp_path / "memory.json"
     link.symlink_to(outside)
     with pytest.raises(CorruptMemoryError, match=r"memory\.json"):
-        jsonio.atomic_write(link, b"overwritten", exclusive=exclusive)
+        files.atomic_write(link, b"overwritten", exclusive=exclusive)
     assert outside.read_bytes() == b"precious"
     assert link.is_symlink()
     assert _tmp_files(tmp_path) == []
@@ -175,13 +175,13 @@ def test_atomic_write_refuses_a_symlink_and_leaves_its_target_alone(tmp_path: Pa
 
 def test_atomic_write_into_a_missing_folder_fails_cleanly(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        jsonio.atomic_write(tmp_path / "nope" / "a.json", b"x")
+        files.atomic_write(tmp_path / "nope" / "a.json", b"x")
 
 
 def test_atomic_write_failure_removes_its_temp_file(tmp_path: Path) -> None:
     (tmp_path / "adir").mkdir()
     with pytest.raises(OSError):
-        jsonio.atomic_write(tmp_path / "adir", b"x")  # cannot rename a file over a folder
+        files.atomic_write(tmp_path / "adir", b"x")  # cannot rename a file over a folder
     assert _tmp_files(tmp_path) == []
 
 
@@ -189,7 +189,7 @@ def test_readers_see_the_old_complete_file_while_a_writer_is_paused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "state.json"
-    jsonio.atomic_write(target, jsonio.dumps({"v": "old"}))
+    files.atomic_write(target, files.dumps({"v": "old"}))
     at_rename = threading.Event()
     go_on = threading.Event()
     real_replace = os.replace
@@ -200,42 +200,42 @@ def test_readers_see_the_old_complete_file_while_a_writer_is_paused(
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", paused_replace)
-    writer = threading.Thread(target=jsonio.atomic_write, args=(target, jsonio.dumps({"v": "new" * 10000})))
+    writer = threading.Thread(target=files.atomic_write, args=(target, files.dumps({"v": "new" * 10000})))
     writer.start()
     try:
         assert at_rename.wait(timeout=30)
         # The new content is fully written to the temp file, yet readers still
         # get the previous complete document.
-        assert jsonio.read_json(target) == {"v": "old"}
+        assert files.read_json(target) == {"v": "old"}
         assert len(_tmp_files(tmp_path)) == 1
     finally:
         go_on.set()
         writer.join()
-    assert jsonio.read_json(target) == {"v": "new" * 10000}
+    assert files.read_json(target) == {"v": "new" * 10000}
     assert _tmp_files(tmp_path) == []
 
 
 KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
-from aether_cli import jsonio
+from aether_cli.store import files
 # Die at the worst moment: the temp file is written, the rename not yet done.
 os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
-jsonio.atomic_write(Path(sys.argv[1]), b'{"v": "new"}\\n')
+files.atomic_write(Path(sys.argv[1]), b'{"v": "new"}\\n')
 """
 
 
 def test_a_killed_writer_leaves_the_old_file_and_a_temp_file_that_sweeping_removes(tmp_path: Path) -> None:
     target = tmp_path / "state.json"
-    jsonio.atomic_write(target, b'{"v": "old"}\n')
+    files.atomic_write(target, b'{"v": "old"}\n')
     proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)], check=False)
     assert proc.returncode == -signal.SIGKILL
-    assert jsonio.read_json(target) == {"v": "old"}
+    assert files.read_json(target) == {"v": "old"}
     leftovers = _tmp_files(tmp_path)
     assert len(leftovers) == 1 and leftovers[0].startswith(".state.json.")
-    assert jsonio.sweep_temp_files(tmp_path) == 1
+    assert files.sweep_temp_files(tmp_path) == 1
     assert _tmp_files(tmp_path) == []
-    assert jsonio.read_json(target) == {"v": "old"}
+    assert files.read_json(target) == {"v": "old"}
 
 
 # ------------------------------------------------------------- read_json
@@ -243,7 +243,7 @@ def test_a_killed_writer_leaves_the_old_file_and_a_temp_file_that_sweeping_remov
 
 def test_read_json_parses_a_regular_file(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_bytes(b'{"a": [1, 2]}')
-    assert jsonio.read_json(tmp_path / "a.json") == {"a": [1, 2]}
+    assert files.read_json(tmp_path / "a.json") == {"a": [1, 2]}
 
 
 @pytest.mark.parametrize(
@@ -255,25 +255,25 @@ def test_read_json_reports_bad_json_with_the_file_name(tmp_path: Path, content: 
     path = tmp_path / "broken.json"
     path.write_bytes(content)
     with pytest.raises(CorruptMemoryError, match=r"broken\.json: invalid JSON"):
-        jsonio.read_json(path)
+        files.read_json(path)
 
 
 def test_read_json_refuses_a_symlink(tmp_path: Path) -> None:
     (tmp_path / "real.json").write_bytes(b"{}")
     (tmp_path / "link.json").symlink_to(tmp_path / "real.json")
     with pytest.raises(CorruptMemoryError, match=r"link\.json: is a symlink"):
-        jsonio.read_json(tmp_path / "link.json")
+        files.read_json(tmp_path / "link.json")
 
 
 def test_read_json_refuses_a_folder(tmp_path: Path) -> None:
     (tmp_path / "dir.json").mkdir()
     with pytest.raises(CorruptMemoryError, match=r"dir\.json: not a regular file"):
-        jsonio.read_json(tmp_path / "dir.json")
+        files.read_json(tmp_path / "dir.json")
 
 
 def test_read_json_of_a_missing_file_is_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        jsonio.read_json(tmp_path / "absent.json")
+        files.read_json(tmp_path / "absent.json")
 
 
 def test_corrupt_memory_error_is_an_aether_error() -> None:
@@ -302,13 +302,13 @@ def test_sweep_removes_dead_writers_temp_files_and_keeps_live_ones(tmp_path: Pat
     for name in names:
         (folder / name).write_bytes(b"x")
     (folder / ".folder.tmp").mkdir()
-    assert jsonio.sweep_temp_files(folder) == 4
+    assert files.sweep_temp_files(folder) == 4
     remaining = {p.name for p in folder.iterdir()}
     assert remaining == {n for n, kept in names.items() if kept} | {".folder.tmp"}
 
 
 def test_sweep_of_a_missing_folder_is_zero(tmp_path: Path) -> None:
-    assert jsonio.sweep_temp_files(tmp_path / "absent") == 0
+    assert files.sweep_temp_files(tmp_path / "absent") == 0
 
 
 def test_sweep_removes_a_symlinked_temp_name_not_its_target(tmp_path: Path) -> None:
@@ -318,10 +318,10 @@ def test_sweep_removes_a_symlinked_temp_name_not_its_target(tmp_path: Path) -> N
     folder = tmp_path / "mem"
     folder.mkdir()
     (folder / ".x.tmp").symlink_to(outside / "keep")
-    assert jsonio.sweep_temp_files(folder) == 1
+    assert files.sweep_temp_files(folder) == 1
     assert (outside / "keep").read_bytes() == b"x"
 
 
 def test_dumps_output_is_what_orjson_parses_back() -> None:
     value = {"k": ["é", "\u2603", "\n"], "n": 1.5}
-    assert orjson.loads(jsonio.dumps(value)) == value
+    assert orjson.loads(files.dumps(value)) == value

@@ -15,7 +15,7 @@ swap in one that fails the k-th call with EIO or ENOSPC (`use_fs`) without
 mocking the OS. A failing call surfaces as `StorageError` naming the file and
 the step; the previous content of the file is left as it was.
 
-It knows nothing about what the files mean (that is `store.py`).
+It knows nothing about what the files mean (that is the rest of `store/`).
 """
 
 from __future__ import annotations

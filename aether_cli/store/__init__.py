@@ -4,8 +4,8 @@ Every byte aether writes under `.memory/` goes through this module, so the
 promises of the memory layout (docs: shared/memory-layout.md) are kept in one
 place and no caller can forget one of them:
 
-- atomic and deterministic: JSON goes through `jsonio.dumps` (sorted keys,
-  2-space indent) and `jsonio.atomic_write` (temp file, fsync, rename);
+- atomic and deterministic: JSON goes through `files.dumps` (sorted keys,
+  2-space indent) and `files.atomic_write` (temp file, fsync, rename);
 - redacted: every value passes through `redact.redact_obj` before it is
   written (task files, checkpoints, continuity, project memory, the ledger,
   the heartbeat); only `runs/start.prompt` is written as given, because it is
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from aether_cli import constants as C
-from aether_cli import ids, jsonio
+from aether_cli import ids
 from aether_cli.constants import TASK_STATUSES
 from aether_cli.errors import (
     AetherError,
@@ -53,7 +53,9 @@ from aether_cli.errors import (
     StorageError,
     UsageError,
 )
-from aether_cli.jsonio import (
+from aether_cli.redact import redact_obj, redact_text
+from aether_cli.store import files
+from aether_cli.store.files import (
     atomic_write,
     decode_error_text,
     dumps,
@@ -65,7 +67,6 @@ from aether_cli.jsonio import (
     sweep_temp_files,
     write_all,
 )
-from aether_cli.redact import redact_obj, redact_text
 
 if TYPE_CHECKING:
     import filelock
@@ -1250,7 +1251,7 @@ class Ledger:
     def _truncate(self, size: int, action: str) -> None:
         assert self._fd is not None
         try:
-            jsonio.FS.truncate(self._fd, size)
+            files.FS.truncate(self._fd, size)
         except OSError as exc:
             raise StorageError(self.path, action, exc) from exc
         self._end = size
@@ -1313,7 +1314,7 @@ class Ledger:
             if fd is None:
                 return
             try:
-                jsonio.FS.fsync(fd)
+                files.FS.fsync(fd)
             except OSError as exc:
                 raise StorageError(self.path, "fsync of the ledger", exc) from exc
             finally:
