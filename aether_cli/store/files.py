@@ -316,7 +316,7 @@ def _read_bytes_checked(path: Path) -> bytes:
         raise StorageError(path, "reading", exc) from exc
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path | str) -> Any:
     """Parse the JSON file at `path`.
 
     Raises `FileNotFoundError` if it is absent, and `CorruptMemoryError`
@@ -328,6 +328,27 @@ def read_json(path: Path) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise CorruptMemoryError(f"{path}: {decode_error_text(exc)}") from exc
+
+
+def read_object(path: Path | str) -> dict[str, Any] | None:
+    """The JSON object at `path`, None if absent, CorruptMemoryError if anything else."""
+    try:
+        value = read_json(path)
+    except FileNotFoundError:
+        return None
+    if not isinstance(value, dict):
+        raise CorruptMemoryError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def open_nofollow(path: Path) -> int:
+    """A read-only descriptor of `path`; CorruptMemoryError if it is a symlink (for streaming reads)."""
+    try:
+        return os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise CorruptMemoryError(f"{path}: is a symlink; refusing to follow it") from exc
+        raise
 
 
 def decode_error_text(exc: orjson.JSONDecodeError) -> str:
