@@ -28,7 +28,7 @@ from aether_cli.store.ledger import Ledger
 from aether_cli.store.lock import RunLock, WriteLock
 from aether_cli.store.project_memory import ProjectMemory
 from aether_cli.store.runs import RunFiles
-from aether_cli.store.tasks import Tasks, task_file
+from aether_cli.store.tasks import Tasks, relative_task_file
 
 
 class MemoryStore:
@@ -178,7 +178,7 @@ class MemoryStore:
 
         InvalidTaskIdError is a ValueError (and an AetherError).
         """
-        return task_file(task_id)
+        return relative_task_file(task_id)
 
     def write_task(self, task: dict[str, Any]) -> str:
         """Write one task's state file, filling missing contract fields; return its relative path.

@@ -45,7 +45,7 @@ _TASK_DEFAULTS: dict[str, Any] = {
 }
 
 
-def task_file(task_id: str) -> str:
+def relative_task_file(task_id: str) -> str:
     """`task_states/task_<id>_state.json` (relative to the root); InvalidTaskIdError if not allowed."""
     if not ids.valid_task_id(task_id):
         raise InvalidTaskIdError(
@@ -82,7 +82,7 @@ class Tasks:
         """Write one task's file (see `MemoryStore.write_task`); return its relative path."""
         if not isinstance(task, dict):
             raise TypeError("a task must be a dict")
-        rel = task_file(task.get("id"))  # type: ignore[arg-type]
+        rel = relative_task_file(task.get("id"))  # type: ignore[arg-type]
         record = _checked(task)
         if not record.get("updated_at"):
             record["updated_at"] = iso_utc(self._clock())
@@ -95,7 +95,7 @@ class Tasks:
 
     def read(self, task_id: str) -> dict[str, Any] | None:
         """One task's state, None if it has no file; CorruptMemoryError if the file is broken."""
-        return read_object(self._layout.root / task_file(task_id))
+        return read_object(self._layout.root / relative_task_file(task_id))
 
     def read_all(self) -> list[dict[str, Any]]:
         """Every task state, sorted by id; a broken file raises CorruptMemoryError naming it."""
