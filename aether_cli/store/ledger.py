@@ -56,9 +56,7 @@ class Ledger:
     append).
     """
 
-    def __init__(
-        self, path: Path, *, clock: Clock | None = None, repair: bool = False
-    ) -> None:
+    def __init__(self, path: Path, *, clock: Clock | None = None, repair: bool = False) -> None:
         self.path = Path(path)
         self._clock = clock or utc_now
         self._mutex = threading.Lock()
