@@ -3,9 +3,10 @@
 Owns the child's lifetime: a new session (so the child and everything it
 starts form one process group aether can signal as a whole), separate pipes
 for stdin, stdout (the protocol channel) and stderr (diagnostics), a writer
-thread so a child that never reads stdin cannot block aether, and the stop
-escalation: `stop` command, then SIGTERM to the group, then SIGKILL.
-It knows nothing of what the agent says.
+thread so a child that never reads stdin cannot block aether, the stop
+escalation (SIGTERM to the group, then SIGKILL), the clean-up after an episode,
+ending what a dead supervisor left running (found through /proc), and the
+back-off between crash restarts. It knows nothing of what the agent says.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import ctypes
 import ctypes.util
 import os
 import queue
+import random
 import shutil
 import signal
 import subprocess
@@ -23,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aether_cli.errors import AetherError
 
@@ -175,9 +178,7 @@ class Child:
         except subprocess.TimeoutExpired:
             return None
 
-    def terminate(
-        self, *, term_grace: float, on_escalate: Callable[[str], None] | None = None
-    ) -> int:
+    def terminate(self, *, term_grace: float, on_escalate: Callable[[str], None] | None = None) -> int:
         """SIGTERM the group, then SIGKILL after `term_grace`; returns the exit status.
 
         The group is killed even after the leader exits, so grandchildren that
@@ -196,6 +197,18 @@ class Child:
             status = self.proc.wait()
         self.signal_group(signal.SIGKILL)
         return status
+
+    def finish(self) -> None:
+        """End the episode's process: stdin closed, the whole group killed, the pipes closed."""
+        self.close_stdin()
+        # Leftover group members (a backgrounded grandchild) must not outlive the episode.
+        self.signal_group(signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=1)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                if pipe is not None:
+                    pipe.close()
 
 
 def exit_code_of(status: int) -> int:
@@ -253,3 +266,43 @@ def spawn(
     else:
         child.stdin_closed = True
     return child
+
+
+def session_processes(session_id: str) -> list[int]:
+    """Pids of live processes launched for `session_id`: those whose environment holds
+    its AETHER_SESSION (inherited by the agent's own children). Matching the environment,
+    not a stored pid, means a recycled pid is never taken for the agent."""
+    marker = f"AETHER_SESSION={session_id}".encode()
+    me = os.getpid()
+    found: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in entries:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            env = Path(f"/proc/{name}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in env.split(b"\0"):
+            found.append(int(name))
+    return found
+
+
+def end_session_processes(session_id: str) -> list[int]:
+    """SIGKILL whatever a dead supervisor of `session_id` left running; the pids signalled."""
+    killed = []
+    for pid in session_processes(session_id):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
+
+
+def backoff_delay(restarts: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds to wait before crash restart number `restarts` (1, 2, …): `base` doubling per
+    restart up to `cap`, with ±20% jitter so many supervisors do not retry in step."""
+    raw = min(cap, base * (2 ** min(restarts - 1, 62)))
+    return min(cap, raw * rng.uniform(0.8, 1.2))

@@ -23,8 +23,8 @@ RATE = 100  # samples per second
 # carry the call down to the work (module, CLI, the supervisor's loop, generator frames).
 _OWN = re.compile(r"\((?:aether_cli|tiktoken|orjson)/")
 _CALL_PATH = re.compile(
-    r"^(?:<module>|main|run|_supervise|Supervisor\.run|Supervisor\._loop|Supervisor\._run_episode"
-    r"|Supervisor\._drain|.*<genexpr>|.*<listcomp>|.*<dictcomp>) \(aether_cli/"
+    r"^(?:<module>|main|run|_supervise|Supervisor\.run|Supervisor\._cycle|Session\.run_episode"
+    r"|Episode\.take|Episode\.on_events|.*<genexpr>|.*<listcomp>|.*<dictcomp>) \(aether_cli/"
 )
 _LINE = re.compile(r":\d+\)$")
 

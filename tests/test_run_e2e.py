@@ -14,6 +14,8 @@ import orjson
 import pytest
 from helpers import aether, agent_cmd, read_json
 
+from aether_cli import checkpoint
+
 pytestmark = pytest.mark.slow
 
 WINDOW = "4000"
@@ -30,25 +32,7 @@ CONTINUITY_FIELDS = {
     "updated_at",
     "_update_seq",
 }
-CHECKPOINT_FIELDS = {
-    "id",
-    "parent",
-    "session_id",
-    "episode",
-    "created_at",
-    "trigger",
-    "objective",
-    "progress",
-    "state",
-    "next_actions",
-    "errors",
-    "tasks",
-    "distiller",
-    "distiller_note",
-    "metrics",
-    "workspace",
-    "tokenizer",
-}
+CHECKPOINT_FIELDS = set(checkpoint.FIELDS)
 TASK_FIELDS = {"id", "title", "status", "progress", "next_action", "notes", "files", "updated_at"}
 FAST_ENV = {"AETHER_BACKOFF_BASE": "0.05", "AETHER_STOP_GRACE": "1", "AETHER_TERM_GRACE": "1"}
 

@@ -26,9 +26,11 @@ import orjson
 import pytest
 from helpers import aether, agent_cmd, read_json
 
+from aether_cli.launcher import backoff_delay, session_processes
 from aether_cli.settings import Settings
 from aether_cli.store import MemoryStore, files, read_ledger
-from aether_cli.supervisor import Supervisor, backoff_delay, session_processes
+from aether_cli.supervisor import Supervisor
+from aether_cli.supervisor.streams import Streams
 
 pytestmark = pytest.mark.slow
 
@@ -529,16 +531,16 @@ def test_a_reader_still_counting_at_the_exit_is_waited_for(project: Path) -> Non
     # reader has been idle for a second (a stray grandchild may hold the pipe), but
     # never while the reader is still working on a line: that line, and the ones
     # after it, would be lost. (Under load a 1 MiB line can take seconds to count.)
-    sup = Supervisor(Settings(command=("true",), objective="x"), MemoryStore(project / ".memory"))
+    streams = Streams("aether", len)
     exited_at = 100.0
-    sup._reader_active[1] = float("inf")  # busy with a line
-    assert not sup._gave_up_on_eof(1, exited_at, exited_at + 30)
-    sup._reader_active[1] = time.monotonic()  # just finished a line
-    assert not sup._gave_up_on_eof(1, exited_at, exited_at + 30)
-    sup._reader_active[1] = time.monotonic() - 2  # idle for 2 s: a held pipe
-    assert sup._gave_up_on_eof(1, exited_at, exited_at + 30)
-    assert not sup._gave_up_on_eof(1, exited_at, exited_at + 0.5), "too soon after the exit"
-    assert not sup._gave_up_on_eof(1, None, exited_at + 30), "not exited"
+    streams.active[1] = float("inf")  # busy with a line
+    assert not streams.gave_up_on_eof(1, exited_at, exited_at + 30)
+    streams.active[1] = time.monotonic()  # just finished a line
+    assert not streams.gave_up_on_eof(1, exited_at, exited_at + 30)
+    streams.active[1] = time.monotonic() - 2  # idle for 2 s: a held pipe
+    assert streams.gave_up_on_eof(1, exited_at, exited_at + 30)
+    assert not streams.gave_up_on_eof(1, exited_at, exited_at + 0.5), "too soon after the exit"
+    assert not streams.gave_up_on_eof(1, None, exited_at + 30), "not exited"
 
 
 # ------------------------------------------------------------------ 12. a failing disk, live

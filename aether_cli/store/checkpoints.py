@@ -21,7 +21,6 @@ of a checkpoint's fields beyond their defaults.
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import os
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from aether_cli import ids
+from aether_cli.checkpoint import with_defaults
 from aether_cli.errors import (
     AetherError,
     ChecksumMismatchError,
@@ -41,24 +41,6 @@ from aether_cli.store.clock import Clock, iso_utc
 from aether_cli.store.files import atomic_write, dumps, read_object
 from aether_cli.store.layout import Layout
 from aether_cli.store.lock import WriteLock
-
-# The value of each contract field a draft leaves out.
-_CHECKPOINT_DEFAULTS: dict[str, Any] = {
-    "session_id": "",
-    "episode": 0,
-    "trigger": "manual",
-    "objective": "",
-    "progress": [],
-    "state": {},
-    "next_actions": [],
-    "errors": [],
-    "tasks": [],
-    "distiller": "rules",
-    "distiller_note": "",
-    "metrics": {"episode_tokens": None, "checkpoint_tokens": None, "tool_calls": 0, "events": 0},
-    "workspace": {"git_head": None, "dirty_hash": None},
-    "tokenizer": "",
-}
 
 
 def checkpoint_digest(checkpoint: dict[str, Any]) -> str:
@@ -102,9 +84,7 @@ class Checkpoints:
     def _sealed(self, draft: dict[str, Any], seq: int, latest: str | None) -> dict[str, Any]:
         """The checkpoint `draft` becomes as number `seq`: redacted, defaults filled, hashed, named."""
         checkpoint = redact_obj({k: v for k, v in draft.items() if k not in ("id", "sha256")})
-        for key, default in _CHECKPOINT_DEFAULTS.items():
-            if key not in checkpoint:
-                checkpoint[key] = copy.deepcopy(default)
+        with_defaults(checkpoint)
         checkpoint["seq"] = seq
         if "parent" not in draft:
             checkpoint["parent"] = latest

@@ -1,0 +1,221 @@
+"""Writing the run's checkpoints: distil an episode, assemble, store, keep project memory.
+
+`Checkpointer` turns an episode's log and budget into an immutable checkpoint:
+the distiller drafts it (the agent's own state, a `--distill-command` answer or
+rules), `checkpoint.assemble` adds what the run knows, the store writes it; then
+the project memory learns the episode's memory operations, finished tasks and
+the objective. It also rebuilds the last episode of a supervisor that died,
+from the ledger and the task files.
+
+It holds the last checkpoint written (the parent of the next one). It knows
+nothing of processes, signals or the episode's stop logic; it reports through
+the `record` and `notice` callables it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aether_cli import protocol as P
+from aether_cli.budget import Budget
+from aether_cli.checkpoint import assemble, compression
+from aether_cli.distill import distill
+from aether_cli.distill_command import distill_prompt, run_distill_command
+from aether_cli.episode_log import EpisodeLog
+from aether_cli.rehydrate import prompt_budget
+from aether_cli.settings import Settings
+from aether_cli.store import MemoryStore, read_ledger
+from aether_cli.supervisor.run_state import utc_now
+from aether_cli.tokens import TokenCounter
+from aether_cli.workspace import workspace_state
+
+Record = Callable[..., None]
+Notice = Callable[[str, str], None]
+
+
+class Checkpointer:
+    """Writes checkpoints for one session and remembers the last one."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: MemoryStore,
+        counter: TokenCounter,
+        *,
+        cwd: Path,
+        fmt: str,
+        record: Record,
+        notice: Notice,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.counter = counter
+        self.cwd = cwd
+        self.fmt = fmt
+        self.record = record
+        self.notice = notice
+        self.last: dict[str, Any] | None = None
+
+    @property
+    def last_id(self) -> str | None:
+        """The id of the last checkpoint written or resumed from."""
+        return self.last["id"] if self.last else None
+
+    def flush_tasks(self, log: EpisodeLog, dirty: dict[str, str]) -> None:
+        """Write the task files changed since the last flush."""
+        for task_id, stamp in dirty.items():
+            task = log.tasks.get(task_id)
+            if task is not None:
+                self.store.write_task({**task, "id": task_id, "updated_at": stamp})
+        dirty.clear()
+
+    def write(
+        self,
+        trigger: str,
+        log: EpisodeLog,
+        budget: Budget,
+        *,
+        session_id: str,
+        episode: int,
+        window: int,
+        note: str = "",
+        prefer_agent: bool = True,
+        compactions: int = 0,
+        agent_session: str | None = None,
+    ) -> dict[str, Any]:
+        """Distil, assemble and store a checkpoint of `log`; return it as written."""
+        s = self.settings
+        max_tokens = max(2 * prompt_budget(window, s.prompt_budget), 512)
+        # An emergency or crash checkpoint is made from what aether saw, but an
+        # answer the agent did send is still the better summary if it is valid.
+        draft = distill(
+            trigger=trigger,
+            objective=s.objective,
+            log=log,
+            parent=self.last,
+            count=self.counter.count,
+            max_tokens=max_tokens,
+            constraints=list(s.constraints),
+            note=note,
+            prefer_agent=prefer_agent,
+            command=self._command_distiller(max_tokens) if s.distill_command else None,
+        )
+        assemble(
+            draft,
+            parent=self.last_id,
+            session_id=session_id,
+            episode=episode,
+            workspace=workspace_state(self.cwd),
+            tokenizer="reported" if budget.reported else self.counter.name,
+            episode_tokens=budget.used,
+            compactions=compactions,
+            agent_format=self.fmt,
+            agent_session=agent_session,
+        )
+        ck = self.store.write_checkpoint(draft)
+        self._learn(ck, log)
+        self.last = ck
+        self._report(ck, trigger, budget.used)
+        return ck
+
+    def _learn(self, ck: dict[str, Any], log: EpisodeLog) -> None:
+        """Bring project memory up to date: memory operations, newly finished tasks, the objective."""
+        s = self.settings
+        seq = int(ck["id"].split("_")[1])
+        pm = self.store.read_project_memory()
+        if log.memory_ops:
+            pm = self.store.apply_memory_ops(log.memory_ops, seq=seq)
+        finished = {t.get("id") for t in pm.get("finished_tasks", [])}
+        new_done = [
+            {"id": t["id"], "title": t.get("title", "")}
+            for t in self.store.list_tasks()
+            if t.get("status") == "done" and t["id"] not in finished
+        ]
+        if new_done or (s.objective and pm.get("objective") != s.objective):
+            pm["finished_tasks"] = [*pm.get("finished_tasks", []), *new_done]
+            if s.objective:
+                pm["objective"] = s.objective
+            self.store.write_project_memory(pm)
+
+    def _report(self, ck: dict[str, Any], trigger: str, episode_tokens: int) -> None:
+        self.record(
+            "checkpoint",
+            id=ck["id"],
+            trigger=trigger,
+            distiller=ck.get("distiller"),
+            note=ck.get("distiller_note", ""),
+            tokens=ck["metrics"].get("checkpoint_tokens"),
+            episode_tokens=episode_tokens,
+        )
+        m = ck["metrics"]
+        fallback = f", {ck.get('distiller_note')}" if ck.get("distiller_note") else ""
+        self.notice(
+            f"checkpoint {ck['id']} ({trigger}, {ck.get('distiller')}{fallback}): "
+            f"{m['episode_tokens']} → {m['checkpoint_tokens']} tokens ({compression(ck):.1f}x)",
+            "ok",
+        )
+
+    def _command_distiller(self, max_tokens: int) -> Any:
+        """The --distill-command callback for distill(): prompt in, JSON state out."""
+        s = self.settings
+        command = s.distill_command
+        assert command is not None
+
+        def ask(draft: dict[str, Any]) -> tuple[Any, str | None]:
+            prompt = distill_prompt(
+                draft, objective=s.objective, max_tokens=max_tokens, memory_dir=self.store.root
+            )
+            self.notice(f"asking the distill command: {command}", "info")
+            answer, failure = run_distill_command(command, prompt, timeout=s.distill_timeout, cwd=self.cwd)
+            self.record("distill_command", ok=failure is None, reason=failure or "")
+            return answer, failure
+
+        return ask
+
+    def recover(self, session_id: str, episode: int, window: int) -> dict[str, Any]:
+        """After a supervisor died mid-episode: distil what the ledger and task files hold
+        since the last checkpoint into a crash checkpoint, so nothing is lost or redone."""
+        log, used, dirty = self._replay(session_id)
+        self.flush_tasks(log, dirty)
+        budget = Budget(window=window, soft_at=1, checkpoint_at=1, emergency_at=1)
+        budget.reset(used)
+        return self.write(
+            "crash",
+            log,
+            budget,
+            session_id=session_id,
+            episode=max(1, episode - 1),
+            window=window,
+            note="recovered after the supervisor died: distilled from the run ledger and task files",
+        )
+
+    def _fresh_log(self) -> EpisodeLog:
+        return EpisodeLog(
+            objective=self.settings.objective, prior_tasks={t["id"]: t for t in self.store.list_tasks()}
+        )
+
+    def _replay(self, session_id: str) -> tuple[EpisodeLog, int, dict[str, str]]:
+        """The log, token count and changed tasks of the ledger's events after its last checkpoint."""
+        log = self._fresh_log()
+        used = 0
+        dirty: dict[str, str] = {}
+        path = self.store.ledger_path(session_id)
+        if not path.exists():
+            return log, used, dirty
+        for rec in read_ledger(path):
+            kind = rec.get("kind")
+            if kind == "checkpoint":
+                log, used = self._fresh_log(), 0
+                dirty.clear()
+            elif kind == "event" and isinstance(rec.get("event"), dict):
+                ev = P.decode_obj(rec["event"], "")
+                if isinstance(ev, P.TaskUpdate):
+                    if not self.store.valid_task_id(ev.id):
+                        continue
+                    dirty[ev.id] = str(rec.get("ts") or utc_now())
+                log.add(ev)
+                text = P.counted_text(ev)
+                used += self.counter.count(text) if text else 0
+        return log, used, dirty

@@ -1,0 +1,339 @@
+"""One session's state and doings: who it is, its episodes, and what it writes.
+
+`Session` holds the run's identity and counters (session id, episode number,
+restarts, the overflow streak), what the agent taught it (`AgentFacts`), and
+the parts that act for it: the `Launcher` (process and prompt), the `Streams`
+(reader threads), the `Checkpointer` and the `RunRecords` (ledger, continuity,
+heartbeat). It starts a session, builds the prompt, launches, creates and
+drives each `Episode` from the stream queue, and writes checkpoints. What to do
+when an episode ends (restart, relaunch, stop) is the cycle's call, in
+`supervisor/__init__`; signals are the cycle's too (`Signals` is shared).
+
+Knows nothing of Typer or Rich: output goes to a `Reporter`.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aether_cli import constants as C
+from aether_cli import protocol as P
+from aether_cli.adapters import context_overhead, detect_format, make_adapter
+from aether_cli.budget import Budget, decide_window
+from aether_cli.episode_log import EpisodeLog
+from aether_cli.errors import AetherError
+from aether_cli.launcher import Child, become_subreaper, end_session_processes, reap_orphans
+from aether_cli.plan import ResumePlan, RunResult
+from aether_cli.rehydrate import Prompt, first_prompt, prompt_budget, rehydrate_prompt
+from aether_cli.reporter import Reporter
+from aether_cli.settings import Settings, window_for_model
+from aether_cli.store import MemoryStore
+from aether_cli.supervisor.checkpointing import Checkpointer
+from aether_cli.supervisor.ends import EpisodeEnd
+from aether_cli.supervisor.episode import AgentFacts, Episode, Signals
+from aether_cli.supervisor.launching import Launcher, LaunchSpec
+from aether_cli.supervisor.run_state import RunFacts, RunRecords, new_session_id
+from aether_cli.supervisor.streams import Streams
+from aether_cli.tokens import TokenCounter
+
+TICK = 0.1
+HEARTBEAT_EVERY = 0.5
+REAP_EVERY = 1.0
+
+
+class Session:
+    """The state of one supervised session and the operations on it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: MemoryStore,
+        counter: TokenCounter,
+        ui: Reporter,
+        *,
+        clock: Callable[[], float],
+        spawn_fn: Callable[..., Child],
+        environ: dict[str, str],
+        cwd: Path,
+        signals: Signals,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.counter = counter
+        self.ui = ui
+        self.clock = clock
+        self.cwd = cwd
+        self.signals = signals
+        self.fmt = settings.format if settings.format != "auto" else detect_format(list(settings.command))
+        self.protocol_format = make_adapter(self.fmt).speaks_protocol
+        self.overhead = context_overhead(self.fmt, settings.context_overhead)
+        self.streams = Streams(self.fmt, counter.count)
+        self.launcher = Launcher(
+            settings,
+            store,
+            self.streams,
+            fmt=self.fmt,
+            protocol_format=self.protocol_format,
+            spawn_fn=spawn_fn,
+            environ=environ,
+            cwd=cwd,
+        )
+        self.records = RunRecords(store, ui.notice)
+        self.agent = AgentFacts()
+        self.checkpoints = Checkpointer(
+            settings, store, counter, cwd=cwd, fmt=self.fmt, record=self.record, notice=ui.notice
+        )
+        self.session_id = ""
+        self.episode = 0
+        self.restarts = 0
+        self.overflow_streak = 0
+        self.started = 0.0
+        self.launched_at = 0.0
+        self._last_beat = 0.0
+        self._last_reap = 0.0
+
+    @property
+    def window(self) -> int:
+        """The context window: the user's (flag or model), else the agent's hello, else the default."""
+        s = self.settings
+        user = s.context_window or window_for_model(s.model)
+        return decide_window(user=user, agent=self.agent.window, default=C.DEFAULT_WINDOW)
+
+    @property
+    def last_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint the next prompt is built from."""
+        return self.checkpoints.last
+
+    def begin(self, plan: ResumePlan | None) -> None:
+        """Take up the session (new or resumed), end what a dead run left, open the ledger."""
+        s = self.settings
+        if plan is None:
+            self.session_id, self.episode, ckpt_id = new_session_id(), 1, None
+        else:
+            self.session_id, self.episode, ckpt_id = plan.session_id, plan.episode, plan.checkpoint_id
+            self.restarts = plan.restarts
+        self.checkpoints.last = self.store.read_checkpoint(ckpt_id) if ckpt_id else None
+        agent = (self.last_checkpoint or {}).get("agent")
+        if isinstance(agent, dict) and isinstance(agent.get("session_id"), str):
+            self.agent.stream_session = agent["session_id"]
+        become_subreaper()
+        self.records.open(self.session_id)
+        self.started = self.clock()
+        if plan is None:
+            try:
+                prev = self.store.read_continuity() or {}
+            except AetherError:
+                prev = {}  # unreadable: nothing to learn about a previous run from it
+            if prev.get("status") == "running" and isinstance(prev.get("session_id"), str):
+                self._end_orphans(prev["session_id"])
+        if plan is not None and plan.recover:
+            self._end_orphans(self.session_id)
+            if plan.latest:
+                ck = self.checkpoints.recover(self.session_id, self.episode, self.window)
+                self.ui.notice(f"recovered the dead run's last episode into checkpoint {ck['id']}", "warn")
+        self.record(
+            "session",
+            resumed=plan is not None,
+            checkpoint=ckpt_id,
+            settings=s.to_config(),
+            tokenizer=self.counter.name,
+            format=self.fmt,
+        )
+        if self.counter.note:
+            self.ui.notice(f"token counts are estimates: {self.counter.note}", "warn")
+
+    def _end_orphans(self, session_id: str) -> None:
+        """End the agent (and its children) a dead supervisor of `session_id` left running."""
+        killed = end_session_processes(session_id)
+        if killed:
+            self.record("orphan_killed", pids=killed, session=session_id)
+            self.ui.notice(
+                f"ended {len(killed)} process(es) left running by the dead run of {session_id}", "warn"
+            )
+
+    # ------------------------------------------------------------ prompts & launch
+
+    def prompt(self) -> Prompt:
+        """The launch prompt: the first one, or one rehydrated from the last checkpoint."""
+        s = self.settings
+        budget = prompt_budget(self.window, s.prompt_budget)
+        if self.overflow_streak:
+            budget = max(64, budget >> self.overflow_streak)
+        facts = self.store.read_project_memory().get("facts", [])
+        if self.last_checkpoint is None:
+            return first_prompt(
+                objective=s.objective,
+                facts=facts,
+                count=self.counter.count,
+                budget=budget,
+                memory_dir=self.store.root,
+                session=self.session_id,
+            )
+        return rehydrate_prompt(
+            checkpoint=self.last_checkpoint,
+            tasks=self.store.list_tasks(),
+            facts=facts,
+            episode=self.episode,
+            count=self.counter.count,
+            budget=budget,
+            memory_dir=self.store.root,
+        )
+
+    def launch(self, prompt: Prompt) -> Child:
+        """Start the agent for this episode with `prompt`, and its stream readers."""
+        ckpt_id = self.checkpoints.last_id
+        spec = LaunchSpec(self.session_id, self.episode, ckpt_id, self.window, self.agent.stream_session)
+        self.launched_at = self.clock()
+        child, argv = self.launcher.launch(prompt, spec)
+        self.record(
+            "launch",
+            argv=argv,
+            pid=child.pid,
+            checkpoint=ckpt_id,
+            prompt_tokens=prompt.tokens,
+            context_overhead=self.overhead,
+            prompt_budget=prompt.budget,
+            evicted=list(prompt.evicted),
+        )
+        where = f"from {ckpt_id}" if ckpt_id else "fresh"
+        self.ui.notice(
+            f"episode {self.episode}: launched pid {child.pid} ({where}, prompt {prompt.tokens} tokens)", "ok"
+        )
+        return child
+
+    # ------------------------------------------------------------ one episode
+
+    def new_episode(self, child: Child, prompt_tokens: int) -> Episode:
+        """The state machine of the episode about to run in `child`."""
+        s = self.settings
+        budget = Budget(
+            window=self.window,
+            soft_at=s.soft_at,
+            checkpoint_at=s.checkpoint_at,
+            emergency_at=s.emergency_at,
+            max_steps=s.max_steps,
+        )
+        # The agent's own instructions and tools are in its context from the start; a
+        # reported usage figure (which includes them) replaces the sum.
+        budget.reset(prompt_tokens + self.overhead)
+        tasks = {t["id"]: t for t in self.store.list_tasks()}
+        return Episode(
+            settings=s,
+            child=child,
+            gen=self.launcher.gen,
+            number=self.episode,
+            log=EpisodeLog(objective=s.objective, prior_tasks=tasks),
+            budget=budget,
+            store=self.store,
+            ui=self.ui,
+            record=self.record,
+            agent=self.agent,
+            signals=self.signals,
+            window=lambda: self.window,
+            run_started=self.started,
+            protocol_format=self.protocol_format,
+        )
+
+    def run_episode(self, ep: Episode) -> EpisodeEnd:
+        """Feed the episode what the child says until it ends."""
+        while True:
+            item = self.streams.get(TICK)
+            if item is not None and item[1] == ep.gen:
+                ep.take(item[0], item[2])
+            now = self.clock()
+            end = ep.advance(now)
+            if end is not None:
+                return end
+            if ep.status is not None and (ep.eof or self.streams.gave_up_on_eof(ep.gen, ep.exited_at, now)):
+                if not ep.eof:
+                    # Gave up on a held pipe: what the readers already queued still counts.
+                    for kind, _gen, payload in self.streams.pending(ep.gen):
+                        ep.take(kind, payload, show=False)
+                return ep.verdict()
+            if now - self._last_beat >= HEARTBEAT_EVERY:
+                self.heartbeat(ep)
+            if now - self._last_reap >= REAP_EVERY:
+                # Descendants the agent orphaned are ours now (subreaper): no zombies.
+                self._last_reap = now
+                reap_orphans(keep=ep.child.pid)
+
+    def checkpoint(self, trigger: str, ep: Episode, note: str = "") -> dict[str, Any]:
+        """Write the checkpoint of episode `ep`."""
+        self.checkpoints.flush_tasks(ep.log, ep.dirty_tasks)
+        return self.checkpoints.write(
+            trigger,
+            ep.log,
+            ep.budget,
+            session_id=self.session_id,
+            episode=self.episode,
+            window=self.window,
+            note=note,
+            prefer_agent=ep.agent_state_fresh,
+            compactions=ep.compactions,
+            agent_session=self.agent.stream_session,
+        )
+
+    def stop_child(self, ep: Episode, reason: str) -> None:
+        """Stop a child that is still running (after an in-place checkpoint we do not continue)."""
+        ep.child.send(P.cmd_stop(reason=reason or "stop"))
+        self.record("command", command="stop", reason=reason)
+        child = self.launcher.child
+        assert child is not None
+        if child.wait(self.settings.stop_grace) is None:
+            child.terminate(term_grace=self.settings.term_grace)
+        child.finish()
+
+    # ------------------------------------------------------------ state files
+
+    def facts(self) -> RunFacts:
+        """The run's side of the continuity record and the heartbeat."""
+        s = self.settings
+        return RunFacts(
+            session_id=self.session_id,
+            episode=self.episode,
+            restarts=self.restarts,
+            window=self.window,
+            fmt=self.fmt,
+            tokenizer=self.counter.name,
+            tokenizer_note=self.counter.note,
+            compactions=self.agent.compactions,
+            command=list(s.command),
+            objective=s.objective,
+            settings=s.to_config(),
+        )
+
+    def write_continuity(self, status: str, fraction: float | None = None) -> None:
+        """Write session_continuity.json with the run's current standing."""
+        self.records.continuity(self.facts(), status, self.checkpoints.last_id, fraction)
+
+    def heartbeat(self, ep: Episode) -> None:
+        """Flush changed task files and write the live heartbeat."""
+        self._last_beat = self.clock()
+        self.records.heartbeat(
+            self.facts(),
+            ep.figures(),
+            fraction=ep.budget.fraction,
+            overhead=self.overhead,
+            flush=lambda: self.checkpoints.flush_tasks(ep.log, ep.dirty_tasks),
+        )
+
+    def record(self, kind: str, **fields: Any) -> None:
+        """Append a record of the current episode to the run ledger."""
+        self.records.episode = self.episode
+        self.records.record(kind, **fields)
+
+    def result(self, code: int, status: str, message: str) -> RunResult:
+        """The run's result, recorded as its end in the ledger."""
+        self.record("end", status=status, exit_code=code, message=message)
+        return RunResult(code, status, message, self.session_id, self.episode, self.checkpoints.last_id)
+
+    def close(self) -> None:
+        """After the run: no agent left behind, the ledger closed, counts let go."""
+        child = self.launcher.child
+        if child is not None and child.poll() is None:
+            child.signal_group(signal.SIGKILL)
+        self.records.close()
+        self.streams.close()

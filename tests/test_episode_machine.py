@@ -1,0 +1,327 @@
+"""One episode driven through its state machine: a fake child, an injected clock,
+scripted agent events, no sleeping. Covers every way an episode stops."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from aether_cli import protocol as P
+from aether_cli.adapters.base import Outcome
+from aether_cli.budget import Budget
+from aether_cli.episode_log import EpisodeLog
+from aether_cli.reporter import NullReporter
+from aether_cli.settings import Settings
+from aether_cli.store import MemoryStore
+from aether_cli.supervisor.episode import AgentFacts, Episode, Phase, Signals
+
+WINDOW = 1000
+SETTINGS = Settings(
+    command=("agent",),
+    objective="o",
+    context_window=WINDOW,
+    checkpoint_timeout=10.0,
+    tool_grace=30.0,
+    stop_grace=3.0,
+    term_grace=3.0,
+)
+
+
+@dataclass
+class FakeChild:
+    """Records what the episode sends and signals; exits when told to."""
+
+    pid: int = 4242
+    stdin_closed: bool = False
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    signals: list[int] = field(default_factory=list)
+    status: int | None = None
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(orjson.loads(data))
+
+    def signal_group(self, sig: int) -> bool:
+        self.signals.append(sig)
+        return True
+
+    def poll(self) -> int | None:
+        return self.status
+
+    def wait(self, timeout: float) -> int | None:
+        return self.status
+
+    def commands(self) -> list[str]:
+        return [c["type"] for c in self.sent]
+
+
+@dataclass
+class Harness:
+    ep: Episode
+    child: FakeChild
+    records: list[tuple[str, dict[str, Any]]]
+    signals: Signals
+    now: float = 0.0
+
+    def say(self, *wire: dict[str, Any], tokens: int = 0) -> None:
+        """The agent prints one line holding these protocol events (each `tokens` long)."""
+        events = [P.decode_obj(w, orjson.dumps(w).decode()) for w in wire]
+        self.ep.take("events", (events, [tokens] * len(events), 0))
+
+    def tick(self, seconds: float = 0.1) -> Any:
+        self.now += seconds
+        return self.ep.advance(self.now)
+
+    def exit(self, status: int) -> Any:
+        """The child exits and its output closes; the episode's verdict."""
+        self.child.status = status
+        self.ep.take("eof", None)
+        assert self.tick() is None
+        assert self.ep.status == status
+        return self.ep.verdict()
+
+    def kinds(self) -> list[str]:
+        return [k for k, _ in self.records]
+
+
+def make(tmp_path: Path, settings: Settings = SETTINGS, *, protocol_format: bool = True) -> Harness:
+    store = MemoryStore(tmp_path / ".memory")
+    store.init()
+    child = FakeChild()
+    records: list[tuple[str, dict[str, Any]]] = []
+    signals = Signals()
+    budget = Budget(window=WINDOW, soft_at=0.6, checkpoint_at=0.8, emergency_at=0.95)
+    ep = Episode(
+        settings=settings,
+        child=child,
+        gen=1,
+        number=1,
+        log=EpisodeLog(objective="o"),
+        budget=budget,
+        store=store,
+        ui=NullReporter(),
+        record=lambda kind, **f: records.append((kind, f)),
+        agent=AgentFacts(),
+        signals=signals,
+        window=lambda: WINDOW,
+        protocol_format=protocol_format,
+    )
+    return Harness(ep, child, records, signals)
+
+
+HELLO = {"type": "hello", "agent": "t", "capabilities": ["checkpoint"]}
+HELLO_REHYDRATE = {"type": "hello", "agent": "t", "capabilities": ["checkpoint", "rehydrate"]}
+STATE = {"objective": "o", "progress": ["step 1"], "next_actions": ["step 2"]}
+
+
+def usage(tokens: int) -> dict[str, Any]:
+    return {"type": "usage", "context_tokens": tokens}
+
+
+def test_threshold_sends_a_checkpoint_request_and_the_answer_relaunches(tmp_path: Path) -> None:
+    h = make(tmp_path)
+    h.say(HELLO)
+    h.say(usage(700))
+    h.tick()
+    assert h.ep.phase is Phase.RUNNING and "checkpoint_request" not in h.child.commands()
+    h.say(usage(820))
+    budget = h.child.sent[-1]
+    assert (budget["type"], budget["level"], budget["used"], budget["window"]) == (
+        "budget",
+        "checkpoint",
+        820,
+        WINDOW,
+    )
+    h.tick()
+    assert h.ep.phase is Phase.REQUESTED
+    assert h.child.sent[-1]["type"] == "checkpoint_request" and h.child.sent[-1]["reason"] == "budget"
+    h.tick(5)
+    assert h.ep.phase is Phase.REQUESTED, "still within --checkpoint-timeout"
+    h.say({"type": "checkpoint", "state": STATE})
+    h.tick()
+    assert h.ep.phase is Phase.STOPPING and h.child.sent[-1] == {"type": "stop", "reason": "budget"}
+    end = h.exit(0)
+    assert (end.kind, end.trigger, end.note) == ("relaunch", "budget", "")
+    assert h.ep.agent_state_fresh
+    assert h.child.signals == [], "it stopped when asked: no signal needed"
+
+
+def test_an_agent_that_can_rehydrate_continues_in_place(tmp_path: Path) -> None:
+    h = make(tmp_path)
+    h.say(HELLO_REHYDRATE)
+    h.say(usage(900))
+    h.tick()
+    h.say({"type": "checkpoint", "state": STATE})
+    end = h.tick()
+    assert end is not None and (end.kind, end.trigger) == ("inplace", "budget")
+    assert "stop" not in h.child.commands()
+
+
+def test_an_unanswered_request_stops_the_agent_after_the_timeout(tmp_path: Path) -> None:
+    h = make(tmp_path)
+    h.say(HELLO)
+    h.say(usage(850))
+    h.tick()
+    h.tick(10.5)
+    assert h.ep.phase is Phase.STOPPING
+    end = h.exit(0)
+    assert end.kind == "relaunch"
+    assert end.note == "agent did not answer checkpoint_request within 10s"
+
+
+def test_emergency_while_waiting_for_the_answer_stops_at_once(tmp_path: Path) -> None:
+    h = make(tmp_path)
+    h.say(HELLO)
+    h.say(usage(850))
+    h.tick()
+    assert h.ep.phase is Phase.REQUESTED
+    h.say(usage(990))
+    h.tick()
+    assert h.ep.phase is Phase.STOPPING
+    assert h.child.sent[-1] == {"type": "stop", "reason": "emergency"}
+    end = h.exit(0)
+    assert (end.kind, end.trigger) == ("relaunch", "emergency")
+    assert end.note == "agent did not answer before the emergency threshold"
+
+
+def test_threshold_waits_for_the_tool_call_in_flight(tmp_path: Path) -> None:
+    h = make(tmp_path, protocol_format=False)  # an adapter's agent: it cannot answer a request
+    h.say({"type": "tool_call", "id": "c1", "name": "Bash", "input": {"command": "make"}})
+    h.say(usage(850))
+    h.tick()
+    assert h.ep.phase is Phase.SAFE_POINT
+    h.tick(20)
+    assert h.ep.phase is Phase.SAFE_POINT and "stop" not in h.child.commands(), "the call still runs"
+    h.say({"type": "tool_result", "id": "c1", "output": "ok"})
+    h.tick()
+    assert h.ep.phase is Phase.STOPPING and h.child.sent[-1] == {"type": "stop", "reason": "budget"}
+    end = h.exit(0)
+    assert (end.kind, end.trigger, end.note) == ("relaunch", "budget", "")
+
+
+def test_a_tool_call_past_the_grace_is_stopped_and_marked(tmp_path: Path) -> None:
+    h = make(tmp_path, protocol_format=False)
+    h.say({"type": "tool_call", "id": "c1", "name": "Bash", "input": {"command": "sleep 999"}})
+    h.say(usage(850))
+    h.tick()
+    h.tick(30.5)
+    assert h.ep.phase is Phase.STOPPING
+    assert ("settle_timeout", {"calls": ["c1"]}) in h.records
+    end = h.exit(0)
+    assert end.kind == "relaunch" and "marked interrupted" in end.note
+
+
+def test_an_agent_that_ignores_stop_gets_sigterm_then_sigkill(tmp_path: Path) -> None:
+    h = make(tmp_path, protocol_format=False)
+    h.say(usage(850))
+    h.tick()
+    assert h.ep.phase is Phase.STOPPING
+    h.tick(2.9)
+    assert h.child.signals == []
+    h.tick(0.2)
+    assert h.child.signals == [signal.SIGTERM]
+    h.tick(3.1)
+    assert h.child.signals == [signal.SIGTERM, signal.SIGKILL]
+    h.tick(100)
+    assert h.child.signals == [signal.SIGTERM, signal.SIGKILL], "SIGKILL is sent once"
+    end = h.exit(-signal.SIGKILL)
+    assert end.kind == "relaunch"
+
+
+def test_a_crash_is_judged_by_the_exit_status(tmp_path: Path) -> None:
+    h = make(tmp_path)
+    h.say(HELLO)
+    h.tick()
+    end = h.exit(3)
+    assert (end.kind, end.status) == ("crashed", 3)
+    assert ("exit", {"status": 3, "code": 3}) in h.records
+
+
+def test_an_exit_0_without_done_is_finished(tmp_path: Path) -> None:
+    h = make(tmp_path)
+    assert h.exit(0).kind == "finished"
+
+
+def test_the_agents_done_stops_it_and_finishes(tmp_path: Path) -> None:
+    h = make(tmp_path)
+    h.say(HELLO)
+    h.say({"type": "done", "summary": "all tests pass"})
+    h.tick()
+    assert h.ep.phase is Phase.STOPPING and h.child.sent[-1] == {"type": "stop", "reason": "done"}
+    assert h.exit(0).kind == "finished"
+
+
+def test_ctrl_c_is_forwarded_then_escalated(tmp_path: Path) -> None:
+    h = make(tmp_path)
+    h.say(HELLO)
+    h.signals.signum = signal.SIGINT
+    h.tick()
+    assert h.ep.phase is Phase.INTERRUPTING and h.child.signals == [signal.SIGINT]
+    h.tick(3.1)
+    assert h.child.signals == [signal.SIGINT, signal.SIGTERM]
+    h.tick(3.1)
+    assert h.child.signals == [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+    end = h.exit(-signal.SIGKILL)
+    assert (end.kind, end.signum) == ("interrupted", signal.SIGINT)
+
+
+def test_a_second_ctrl_c_kills_at_once(tmp_path: Path) -> None:
+    h = make(tmp_path)
+    h.signals.signum = signal.SIGINT
+    h.tick()
+    h.signals.force = True
+    h.tick()
+    assert h.child.signals == [signal.SIGINT, signal.SIGKILL]
+
+
+def test_sigterm_to_aether_is_followed_by_sigkill_only(tmp_path: Path) -> None:
+    h = make(tmp_path)
+    h.signals.signum = signal.SIGTERM
+    h.tick()
+    h.tick(3.1)
+    assert h.child.signals == [signal.SIGTERM, signal.SIGKILL]
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind", "trigger"),
+    [
+        ("prompt_too_long", "relaunch", "emergency"),
+        ("error_max_turns", "relaunch", "steps"),
+        ("error_during_execution", "crashed", ""),
+    ],
+)
+def test_the_agents_own_failure_verdict(tmp_path: Path, reason: str, kind: str, trigger: str) -> None:
+    h = make(tmp_path, protocol_format=False)
+    h.ep.take("events", ([Outcome({}, ok=False, reason=reason, text="")], [0], 0))
+    end = h.exit(0)
+    assert (end.kind, end.trigger) == (kind, trigger)
+    assert reason in end.note
+
+
+def test_a_manual_request_file_asks_for_a_checkpoint(tmp_path: Path) -> None:
+    h = make(tmp_path)
+    h.say(HELLO)
+    MemoryStore(tmp_path / ".memory").request_checkpoint()
+    h.tick()
+    assert h.ep.phase is Phase.REQUESTED and h.child.sent[-1]["reason"] == "manual"
+
+
+def test_max_duration_caps_the_run(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    h = make(tmp_path, replace(SETTINGS, max_duration=60.0), protocol_format=False)
+    h.tick(61)
+    assert h.ep.phase is Phase.STOPPING
+    end = h.exit(0)
+    assert end.kind == "capped" and "--max-duration 60s" in end.note
+
+
+def test_a_refused_task_id_is_not_logged_as_a_task(tmp_path: Path) -> None:
+    h = make(tmp_path)
+    h.say({"type": "task", "id": "../../etc/passwd", "status": "in_progress"})
+    assert h.ep.log.tasks == {} and h.ep.dirty_tasks == {}
+    assert h.kinds().count("warning") == 1
