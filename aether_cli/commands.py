@@ -22,6 +22,7 @@ from aether_cli.errors import (
 from aether_cli.store import MemoryStore
 
 if TYPE_CHECKING:  # settings (and tomllib) are imported by the commands that use them, not by status
+    from aether_cli.plan import ResumePlan
     from aether_cli.settings import Settings
 
 
@@ -92,7 +93,7 @@ def check_overhead(settings: Settings, fmt: str) -> int:
 
 def resume_plan(
     store: MemoryStore, ref: str | None, flags: dict[str, Any], *, force: bool = False
-) -> tuple[Any, Settings, str]:
+) -> tuple[ResumePlan, Settings, str]:
     """Where `aether resume` continues: (ResumePlan, settings, a note about recovery).
 
     Reuses the stored command and settings; flags given now override them.
@@ -101,8 +102,8 @@ def resume_plan(
     corrupt. A named `ref` that is corrupt is refused (CorruptMemoryError);
     one that only fails its sha256 (edited by hand) is used with `force`.
     """
+    from aether_cli.plan import ResumePlan
     from aether_cli.settings import build_settings
-    from aether_cli.supervisor import ResumePlan
 
     if not store.exists():
         raise NotFoundError(

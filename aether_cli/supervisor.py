@@ -40,6 +40,7 @@ from aether_cli.distill_command import distill_prompt, run_distill_command
 from aether_cli.episode import EpisodeLog, cap
 from aether_cli.errors import AetherError, StorageError
 from aether_cli.launcher import Child, become_subreaper, describe_status, exit_code_of, reap_orphans, spawn
+from aether_cli.plan import ResumePlan, RunResult
 from aether_cli.reader import iter_lines
 from aether_cli.rehydrate import first_prompt, prompt_budget, rehydrate_prompt
 from aether_cli.settings import Settings, window_for_model
@@ -152,30 +153,6 @@ class NullReporter:
 
     def close(self) -> None:
         """Nothing to close."""
-
-
-@dataclass
-class RunResult:
-    """How a run ended."""
-
-    exit_code: int
-    status: str
-    message: str
-    session_id: str
-    episode: int
-    last_checkpoint: str | None
-
-
-@dataclass
-class ResumePlan:
-    """Where a resumed run picks up: the session, the next episode and its checkpoint."""
-
-    session_id: str
-    episode: int
-    checkpoint_id: str | None
-    restarts: int = 0
-    recover: bool = False
-    latest: bool = True
 
 
 @dataclass
