@@ -22,6 +22,7 @@ from aether_cli.errors import (
 from aether_cli.store import MemoryStore
 
 if TYPE_CHECKING:  # settings (and tomllib) are imported by the commands that use them, not by status
+    from aether_cli.options import RunOptions
     from aether_cli.plan import ResumePlan
     from aether_cli.settings import Settings
 
@@ -37,6 +38,26 @@ def init(store: MemoryStore, settings: Settings | None = None) -> list[str]:
 
     text = config_toml(settings) if settings is not None else None
     return store.init(text)
+
+
+def prepare_run(store: MemoryStore, command: list[str] | None, options: RunOptions) -> Settings:
+    """Everything `aether run` does before it launches: the checked settings, with .memory laid out.
+
+    In this order, so a refused run writes nothing: refuse a missing command;
+    build the settings (flags > env > config.toml > defaults); refuse a known CLI
+    without its JSON flag and an overhead that fills the window; fill in a
+    default objective; create the .memory layout with a config.toml of them.
+    """
+    if not command:
+        raise AetherError(
+            "no agent command: put it after `--`, e.g. `aether run -- python my_agent.py`"
+        )
+    settings = run_settings(store, {"command": tuple(command), **options.flags()})
+    check_overhead(settings, agent_format(settings))
+    if not settings.objective:
+        settings = with_default_objective(settings)
+    init(store, settings)
+    return settings
 
 
 def run_settings(store: MemoryStore, flags: dict[str, Any]) -> Settings:

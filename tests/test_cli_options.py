@@ -1,0 +1,97 @@
+"""The run options: declared once in RunOptions, parsed by Typer for `run`, turned into
+settings flags that outrank the environment and config.toml only when given."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from aether_cli import cli, commands
+from aether_cli.errors import AetherError, UsageError
+from aether_cli.options import OPTION_INFO, RunOptions
+from aether_cli.settings import Settings
+
+runner = CliRunner()
+PASS = ["--", sys.executable, "-c", "pass"]
+
+
+@pytest.fixture
+def supervised(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What `run`/`resume` would hand the supervisor, instead of starting it."""
+    calls: list[dict[str, Any]] = []
+
+    def fake(store: Any, settings: Settings, plan: Any, *, quiet: bool, note: str = "") -> None:
+        calls.append({"settings": settings, "plan": plan, "quiet": quiet, "note": note})
+
+    monkeypatch.setattr(cli, "_supervise", fake)
+    return calls
+
+
+def test_only_the_options_given_become_flags_under_their_settings_names() -> None:
+    assert RunOptions().flags() == {}
+    opts = RunOptions(context_window=5000, constraint=["a", "b"], agent_format="text", native_resume=True)
+    assert opts.flags() == {
+        "context_window": 5000,
+        "constraints": ("a", "b"),
+        "format": "text",
+        "native_resume": True,
+    }
+    assert RunOptions(constraint=[]).flags() == {}  # given no times: the config's list stands
+
+
+def test_every_option_names_a_settings_field() -> None:
+    settings_fields = {f.name for f in dataclasses.fields(Settings)}
+    for name, info in OPTION_INFO.items():
+        assert (info.setting or name) in settings_fields
+
+
+def test_run_help_lists_every_option_with_its_help() -> None:
+    out = " ".join(runner.invoke(cli.app, ["run", "--help"]).stdout.split())
+    for name, info in OPTION_INFO.items():
+        flag = info.flags[0] if info.flags else "--" + name.replace("_", "-")
+        assert flag in out and info.help[:30] in out
+
+
+def test_run_hands_the_supervisor_the_given_options(project: Path, supervised: list[dict[str, Any]]) -> None:
+    args = ["run", "--context-window", "5000", "-c", "keep it", "--max-episodes", "2", "--format", "text"]
+    res = runner.invoke(cli.app, [*args, *PASS])
+    assert res.exit_code == 0, res.output
+    s = supervised[0]["settings"]
+    assert (s.context_window, s.constraints, s.max_episodes, s.format) == (5000, ("keep it",), 2, "text")
+    assert s.command == (sys.executable, "-c", "pass")
+    assert s.objective == "Carry on the work of: " + " ".join(s.command)
+    assert (project / ".memory" / "config.toml").is_file()
+
+
+def test_an_option_not_given_leaves_config_and_env_alone(
+    project: Path, supervised: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / ".memory").mkdir()
+    (project / ".memory" / "config.toml").write_text("[run]\ncontext_window = 7000\nmax_steps = 9\n")
+    monkeypatch.setenv("AETHER_MAX_STEPS", "4")
+    assert runner.invoke(cli.app, ["run", *PASS]).exit_code == 0
+    s = supervised[0]["settings"]
+    assert (s.context_window, s.max_steps, s.soft_at) == (7000, 4, Settings().soft_at)
+
+
+def test_prepare_run_refuses_before_writing_anything(project: Path) -> None:
+    store = commands.open_store(None)
+    with pytest.raises(AetherError, match="no agent command"):
+        commands.prepare_run(store, [], RunOptions())
+    with pytest.raises(UsageError, match="claude needs"):
+        commands.prepare_run(store, ["claude", "-p", "hi"], RunOptions())
+    with pytest.raises(UsageError, match="leaves no room"):
+        commands.prepare_run(store, ["agent"], RunOptions(context_window=1000, context_overhead=900))
+    assert not store.root.exists()
+
+
+def test_prepare_run_takes_the_objective_from_a_known_cli(project: Path) -> None:
+    argv = ["claude", "-p", "Port the tests", "--output-format", "stream-json", "--verbose"]
+    settings = commands.prepare_run(commands.open_store(None), argv, RunOptions())
+    assert settings.objective == "Port the tests" and settings.format == "auto"
+    assert 'objective = "Port the tests"' in (project / ".memory" / "config.toml").read_text()
