@@ -199,27 +199,12 @@ def status(
     if json:
         _print_json(commands.status(store))
         return
-    from rich.console import Group
+    from aether_cli.render import status_view, watch_view
 
-    from aether_cli.render import status_view
-
-    console = _console()
-    if not watch:
-        console.print(*status_view(commands.status(store)))
-        return
-    import time
-
-    from rich.live import Live
-
-    with Live(
-        Group(*status_view(commands.status(store))), console=console, auto_refresh=False
-    ) as live:
-        try:
-            while True:
-                time.sleep(1.0)
-                live.update(Group(*status_view(commands.status(store))), refresh=True)
-        except KeyboardInterrupt:
-            pass
+    if watch:
+        watch_view(_console(), lambda: status_view(commands.status(store)))
+    else:
+        _console().print(*status_view(commands.status(store)))
 
 
 @app.command("checkpoints")
