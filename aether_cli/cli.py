@@ -145,10 +145,13 @@ def run(
 
 
 @app.command()
+@_with_run_options
 def resume(
     checkpoint: Annotated[
         str | None, typer.Argument(help="Checkpoint id or a unique prefix [default: the latest].")
     ] = None,
+    *,
+    options: RunOptions,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Hide the agent's output.")] = False,
     force: Annotated[
         bool,
@@ -159,11 +162,12 @@ def resume(
     """Continue the stored session from a checkpoint (crash recovery), with its command and settings.
 
     Without CHECKPOINT it starts from the newest intact checkpoint, skipping (and naming) corrupt ones.
+    The options of `aether run` given now override the stored settings.
     """
     from aether_cli import commands
 
     store = commands.open_store(memory_dir)
-    plan, settings, note = commands.resume_plan(store, checkpoint, {}, force=force)
+    plan, settings, note = commands.resume_plan(store, checkpoint, options.flags(), force=force)
     _supervise(store, settings, plan, quiet=quiet, note=note)
 
 

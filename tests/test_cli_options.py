@@ -95,3 +95,40 @@ def test_prepare_run_takes_the_objective_from_a_known_cli(project: Path) -> None
     settings = commands.prepare_run(commands.open_store(None), argv, RunOptions())
     assert settings.objective == "Port the tests" and settings.format == "auto"
     assert 'objective = "Port the tests"' in (project / ".memory" / "config.toml").read_text()
+
+
+def stored_session(**settings: Any) -> None:
+    """A stopped session in ./.memory, as a finished `aether run` leaves it."""
+    store = commands.open_store(None)
+    store.init()
+    command = [sys.executable, "-c", "pass"]
+    stored = Settings(command=tuple(command), objective="o", **settings).to_config()
+    store.write_continuity(
+        {"session_id": "ses_1", "status": "stopped", "episode": 2, "command": command, "settings": stored}
+    )
+
+
+def test_resume_keeps_the_stored_settings(project: Path, supervised: list[dict[str, Any]]) -> None:
+    stored_session(context_window=5000, max_episodes=3)
+    res = runner.invoke(cli.app, ["resume"])
+    assert res.exit_code == 0, res.output
+    s, plan = supervised[0]["settings"], supervised[0]["plan"]
+    assert (s.context_window, s.max_episodes, s.objective) == (5000, 3, "o")
+    assert (plan.session_id, plan.episode) == ("ses_1", 3)
+
+
+def test_resume_options_given_now_override_the_stored_settings(
+    project: Path, supervised: list[dict[str, Any]]
+) -> None:
+    stored_session(context_window=5000, max_episodes=3, max_steps=4)
+    args = ["resume", "--context-window", "9000", "--max-episodes", "7", "-c", "new rule"]
+    res = runner.invoke(cli.app, args)
+    assert res.exit_code == 0, res.output
+    s = supervised[0]["settings"]
+    assert (s.context_window, s.max_episodes, s.constraints) == (9000, 7, ("new rule",))
+    assert s.max_steps == 4  # not given now: the stored value stands
+
+
+def test_resume_help_lists_the_run_options() -> None:
+    out = " ".join(runner.invoke(cli.app, ["resume", "--help"]).stdout.split())
+    assert "--context-window" in out and "--max-episodes" in out and "--force" in out
