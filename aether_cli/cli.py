@@ -116,10 +116,6 @@ def run(
     ] = None,
     *,
     options: RunOptions,
-    quiet: Annotated[
-        bool,
-        typer.Option("--quiet", "-q", help="Hide the agent's output; show only aether's notices."),
-    ] = False,
     memory_dir: MemoryDir = None,
 ) -> None:
     """Supervise an agent: checkpoint to .memory/ and relaunch it, until it is done.
@@ -141,7 +137,7 @@ def run(
 
     store = commands.open_store(memory_dir)
     settings = commands.prepare_run(store, command, options)
-    _supervise(store, settings, None, quiet=quiet)
+    _supervise(store, settings, None)
 
 
 @app.command()
@@ -152,7 +148,6 @@ def resume(
     ] = None,
     *,
     options: RunOptions,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Hide the agent's output.")] = False,
     force: Annotated[
         bool,
         typer.Option("--force", help="Use a checkpoint even if its content no longer matches its sha256."),
@@ -168,17 +163,17 @@ def resume(
 
     store = commands.open_store(memory_dir)
     plan, settings, note = commands.resume_plan(store, checkpoint, options.flags(), force=force)
-    _supervise(store, settings, plan, quiet=quiet, note=note)
+    _supervise(store, settings, plan, note=note)
 
 
-def _supervise(store: Any, settings: Any, plan: Any, *, quiet: bool, note: str = "") -> None:
+def _supervise(store: Any, settings: Any, plan: Any, *, note: str = "") -> None:
     # Before the heavy imports and the tokenizer: a second run must fail at once.
     store.ensure_unlocked()
     from aether_cli.render import TerminalReporter
     from aether_cli.supervisor import Supervisor
 
     console = _console()
-    reporter = TerminalReporter(console, quiet=quiet)
+    reporter = TerminalReporter(console, quiet=settings.quiet)
     if note:
         reporter.notice(note, "warn")
     result = Supervisor(settings, store, reporter=reporter).run(plan)

@@ -103,6 +103,9 @@ class RunOptions:
     min_uptime: float | None = _option(
         "A crash sooner than this after launch counts toward --max-restarts [10]."
     )
+    quiet: bool | None = _option(
+        "Hide the agent's output; show only aether's notices.", "--quiet", "-q"
+    )
 
     def flags(self) -> dict[str, Any]:
         """The options given, keyed by Settings field: the flags of `build_settings`."""

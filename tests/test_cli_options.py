@@ -25,8 +25,8 @@ def supervised(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """What `run`/`resume` would hand the supervisor, instead of starting it."""
     calls: list[dict[str, Any]] = []
 
-    def fake(store: Any, settings: Settings, plan: Any, *, quiet: bool, note: str = "") -> None:
-        calls.append({"settings": settings, "plan": plan, "quiet": quiet, "note": note})
+    def fake(store: Any, settings: Settings, plan: Any, *, note: str = "") -> None:
+        calls.append({"settings": settings, "plan": plan, "note": note})
 
     monkeypatch.setattr(cli, "_supervise", fake)
     return calls
@@ -132,3 +132,58 @@ def test_resume_options_given_now_override_the_stored_settings(
 def test_resume_help_lists_the_run_options() -> None:
     out = " ".join(runner.invoke(cli.app, ["resume", "--help"]).stdout.split())
     assert "--context-window" in out and "--max-episodes" in out and "--force" in out
+
+
+@pytest.fixture
+def reporters(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The reporter each run would show its output through, with a supervisor that does nothing."""
+    from aether_cli import supervisor
+    from aether_cli.plan import RunResult
+
+    seen: list[Any] = []
+
+    class FakeSupervisor:
+        def __init__(self, settings: Settings, store: Any, *, reporter: Any) -> None:
+            seen.append(reporter)
+
+        def run(self, plan: Any) -> RunResult:
+            return RunResult(0, "done", "", "ses_1", 1, None)
+
+    monkeypatch.setattr(supervisor, "Supervisor", FakeSupervisor)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "config", "quiet"),
+    [
+        ([], {}, "", False),
+        (["--quiet"], {}, "", True),
+        ([], {"AETHER_QUIET": "1"}, "", True),
+        ([], {}, "quiet = true\n", True),
+        (["-q"], {"AETHER_QUIET": "0"}, "", True),
+        ([], {"AETHER_QUIET": "0"}, "quiet = true\n", False),
+    ],
+)
+def test_quiet_follows_flag_then_env_then_config(
+    project: Path,
+    reporters: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    config: str,
+    quiet: bool,
+) -> None:
+    (project / ".memory").mkdir()
+    (project / ".memory" / "config.toml").write_text("[run]\n" + config)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    res = runner.invoke(cli.app, ["run", *args, *PASS])
+    assert res.exit_code == 0, res.output
+    assert reporters[0].quiet is quiet
+
+
+def test_a_quiet_run_does_not_make_its_resume_quiet(project: Path, reporters: list[Any]) -> None:
+    stored_session(quiet=True)
+    assert runner.invoke(cli.app, ["resume"]).exit_code == 0
+    assert runner.invoke(cli.app, ["resume", "-q"]).exit_code == 0
+    assert [r.quiet for r in reporters] == [False, True]
