@@ -6,16 +6,21 @@ done inside the commands that need them, so `aether status` starts fast.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
 from aether_cli import __version__
 from aether_cli import constants as C
 from aether_cli.errors import AetherError
+from aether_cli.options import OPTION_INFO, RunOptions
 
 app = typer.Typer(
     name="aether",
@@ -35,6 +40,7 @@ MemoryDir = Annotated[
     typer.Option("--memory-dir", "-m", help="The .memory folder to use [default: ./.memory]."),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+KW = inspect.Parameter.KEYWORD_ONLY
 
 
 def _version(value: bool) -> None:
@@ -69,133 +75,47 @@ def _console() -> Any:
 
 # ------------------------------------------------------------------ run / resume
 
-RUN_OPTIONS_HELP = "Budget and trigger options"
+
+def _typer_option(f: dataclasses.Field[Any], hint: Any) -> Any:
+    info = OPTION_INFO[f.name]
+    return Annotated[hint, typer.Option(*info.flags, help=info.help, min=info.min)]
 
 
-def _flags(**kw: Any) -> dict[str, Any]:
-    return {k: v for k, v in kw.items() if v is not None}
+def _with_run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command every RunOptions field as a Typer option, in place of its `options` parameter.
+
+    The options are declared once (options.py); this spells each one as
+    `Annotated[type, typer.Option(...)]` in the signature Typer reads, and hands
+    the values the user gave to the command as one RunOptions.
+    """
+    hints = get_type_hints(RunOptions)
+    spliced = [
+        inspect.Parameter(f.name, KW, default=None, annotation=_typer_option(f, hints[f.name]))
+        for f in dataclasses.fields(RunOptions)
+    ]
+    params: list[inspect.Parameter] = []
+    for p in inspect.signature(command, eval_str=True).parameters.values():
+        params.extend(spliced if p.name == "options" else [p.replace(kind=KW)])
+    names = [f.name for f in dataclasses.fields(RunOptions)]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        given = {name: kwargs.pop(name) for name in names}
+        command(**kwargs, options=RunOptions(**given))
+
+    wrapper.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
+@_with_run_options
 def run(
     command: Annotated[
         list[str] | None, typer.Argument(help="The agent command, after `--`.")
     ] = None,
-    objective: Annotated[
-        str | None, typer.Option("--objective", "-o", help="What the agent must achieve.")
-    ] = None,
-    context_window: Annotated[
-        int | None,
-        typer.Option(
-            help="Context window in tokens [default: from --model, else the agent's hello, else 128000]."
-        ),
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model name, to look up its context window.")
-    ] = None,
-    soft_at: Annotated[
-        float | None, typer.Option(help="Fraction at which the agent gets a budget advisory [0.6].")
-    ] = None,
-    checkpoint_at: Annotated[
-        float | None,
-        typer.Option(help="Fraction at which aether checkpoints and relaunches [0.8]."),
-    ] = None,
-    emergency_at: Annotated[
-        float | None,
-        typer.Option(help="Fraction at which aether checkpoints at once, without asking [0.95]."),
-    ] = None,
-    max_steps: Annotated[
-        int | None, typer.Option(help="Checkpoint after this many tool calls in one episode.")
-    ] = None,
-    checkpoint_timeout: Annotated[
-        float | None, typer.Option(help="Seconds to wait for the agent's checkpoint answer [10].")
-    ] = None,
-    checkpoint_on_task_done: Annotated[
-        bool | None,
-        typer.Option("--checkpoint-on-task-done", help="Also checkpoint when a task is done."),
-    ] = None,
-    checkpoint_on_error: Annotated[
-        bool | None,
-        typer.Option(
-            "--checkpoint-on-error",
-            help="Also checkpoint after a failed tool call or an error log.",
-        ),
-    ] = None,
-    checkpoint_on_agent: Annotated[
-        bool | None,
-        typer.Option(
-            "--checkpoint-on-agent", help="Relaunch when the agent sends an unasked checkpoint."
-        ),
-    ] = None,
-    max_restarts: Annotated[
-        int | None, typer.Option(help="Crash restarts in a row before giving up [5].")
-    ] = None,
-    max_episodes: Annotated[
-        int | None, typer.Option(help="Stop (resumably) after this many episodes.")
-    ] = None,
-    max_duration: Annotated[
-        float | None, typer.Option(help="Stop (resumably) after this many seconds.")
-    ] = None,
-    prompt_budget: Annotated[
-        int | None,
-        typer.Option(help="Token budget of the relaunch prompt [min(2000, 10% of window)]."),
-    ] = None,
-    constraint: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--constraint",
-            "-c",
-            help="A rule the agent must keep (repeatable); kept in every checkpoint.",
-        ),
-    ] = None,
-    agent_format: Annotated[
-        str | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help=(
-                "How to read the agent's stdout: aether (protocol v1), claude, codex, gemini or text "
-                "[default: recognised from the command, else aether]."
-            ),
-        ),
-    ] = None,
-    distill_command: Annotated[
-        str | None,
-        typer.Option(
-            help=(
-                "A model command that gets the distillation prompt on stdin and answers JSON "
-                "(e.g. 'claude -p'), used when the agent gives no usable checkpoint."
-            )
-        ),
-    ] = None,
-    native_resume: Annotated[
-        bool | None,
-        typer.Option(
-            "--native-resume",
-            help="Relaunch through the agent's own resume (claude --resume, codex exec resume).",
-        ),
-    ] = None,
-    tool_grace: Annotated[
-        float | None,
-        typer.Option(help="Seconds a checkpoint waits for a running tool call to finish [30]."),
-    ] = None,
-    context_overhead: Annotated[
-        int | None,
-        typer.Option(
-            help="Tokens the agent holds that its output never shows (its own instructions and "
-            "tools), added to aether's count when the agent does not report its context size "
-            "[8500 for codex, else 0].",
-            min=0,
-        ),
-    ] = None,
-    min_uptime: Annotated[
-        float | None,
-        typer.Option(help="A crash sooner than this after launch counts toward --max-restarts [10]."),
-    ] = None,
-    quiet: Annotated[
-        bool,
-        typer.Option("--quiet", "-q", help="Hide the agent's output; show only aether's notices."),
-    ] = False,
+    *,
+    options: RunOptions,
     memory_dir: MemoryDir = None,
 ) -> None:
     """Supervise an agent: checkpoint to .memory/ and relaunch it, until it is done.
@@ -216,50 +136,18 @@ def run(
     from aether_cli import commands
 
     store = commands.open_store(memory_dir)
-    if not command:
-        raise AetherError(
-            "no agent command: put it after `--`, e.g. `aether run -- python my_agent.py`"
-        )
-    flags = _flags(
-        command=tuple(command),
-        objective=objective,
-        context_window=context_window,
-        model=model,
-        soft_at=soft_at,
-        checkpoint_at=checkpoint_at,
-        emergency_at=emergency_at,
-        max_steps=max_steps,
-        checkpoint_timeout=checkpoint_timeout,
-        checkpoint_on_task_done=checkpoint_on_task_done,
-        checkpoint_on_error=checkpoint_on_error,
-        checkpoint_on_agent=checkpoint_on_agent,
-        max_restarts=max_restarts,
-        max_episodes=max_episodes,
-        max_duration=max_duration,
-        prompt_budget=prompt_budget,
-        constraints=tuple(constraint) if constraint else None,
-        format=agent_format,
-        distill_command=distill_command,
-        native_resume=native_resume,
-        tool_grace=tool_grace,
-        min_uptime=min_uptime,
-        context_overhead=context_overhead,
-    )
-    settings = commands.run_settings(store, flags)
-    # Refuses a known CLI without its JSON flag, or an overhead that fills the window, before any write.
-    commands.check_overhead(settings, commands.agent_format(settings))
-    if not settings.objective:
-        settings = commands.with_default_objective(settings)
-    commands.init(store, settings)
-    _supervise(store, settings, None, quiet=quiet)
+    settings = commands.prepare_run(store, command, options)
+    _supervise(store, settings, None)
 
 
 @app.command()
+@_with_run_options
 def resume(
     checkpoint: Annotated[
         str | None, typer.Argument(help="Checkpoint id or a unique prefix [default: the latest].")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Hide the agent's output.")] = False,
+    *,
+    options: RunOptions,
     force: Annotated[
         bool,
         typer.Option("--force", help="Use a checkpoint even if its content no longer matches its sha256."),
@@ -269,22 +157,23 @@ def resume(
     """Continue the stored session from a checkpoint (crash recovery), with its command and settings.
 
     Without CHECKPOINT it starts from the newest intact checkpoint, skipping (and naming) corrupt ones.
+    The options of `aether run` given now override the stored settings.
     """
     from aether_cli import commands
 
     store = commands.open_store(memory_dir)
-    plan, settings, note = commands.resume_plan(store, checkpoint, {}, force=force)
-    _supervise(store, settings, plan, quiet=quiet, note=note)
+    plan, settings, note = commands.resume_plan(store, checkpoint, options.flags(), force=force)
+    _supervise(store, settings, plan, note=note)
 
 
-def _supervise(store: Any, settings: Any, plan: Any, *, quiet: bool, note: str = "") -> None:
+def _supervise(store: Any, settings: Any, plan: Any, *, note: str = "") -> None:
     # Before the heavy imports and the tokenizer: a second run must fail at once.
     store.ensure_unlocked()
     from aether_cli.render import TerminalReporter
     from aether_cli.supervisor import Supervisor
 
     console = _console()
-    reporter = TerminalReporter(console, quiet=quiet)
+    reporter = TerminalReporter(console, quiet=settings.quiet)
     if note:
         reporter.notice(note, "warn")
     result = Supervisor(settings, store, reporter=reporter).run(plan)
@@ -309,27 +198,12 @@ def status(
     if json:
         _print_json(commands.status(store))
         return
-    from rich.console import Group
+    from aether_cli.render import status_view, watch_view
 
-    from aether_cli.render import status_view
-
-    console = _console()
-    if not watch:
-        console.print(*status_view(commands.status(store)))
-        return
-    import time
-
-    from rich.live import Live
-
-    with Live(
-        Group(*status_view(commands.status(store))), console=console, auto_refresh=False
-    ) as live:
-        try:
-            while True:
-                time.sleep(1.0)
-                live.update(Group(*status_view(commands.status(store))), refresh=True)
-        except KeyboardInterrupt:
-            pass
+    if watch:
+        watch_view(_console(), lambda: status_view(commands.status(store)))
+    else:
+        _console().print(*status_view(commands.status(store)))
 
 
 @app.command("checkpoints")

@@ -22,6 +22,8 @@ from aether_cli.errors import (
 from aether_cli.store import MemoryStore
 
 if TYPE_CHECKING:  # settings (and tomllib) are imported by the commands that use them, not by status
+    from aether_cli.options import RunOptions
+    from aether_cli.plan import ResumePlan
     from aether_cli.settings import Settings
 
 
@@ -36,6 +38,26 @@ def init(store: MemoryStore, settings: Settings | None = None) -> list[str]:
 
     text = config_toml(settings) if settings is not None else None
     return store.init(text)
+
+
+def prepare_run(store: MemoryStore, command: list[str] | None, options: RunOptions) -> Settings:
+    """Everything `aether run` does before it launches: the checked settings, with .memory laid out.
+
+    In this order, so a refused run writes nothing: refuse a missing command;
+    build the settings (flags > env > config.toml > defaults); refuse a known CLI
+    without its JSON flag and an overhead that fills the window; fill in a
+    default objective; create the .memory layout with a config.toml of them.
+    """
+    if not command:
+        raise AetherError(
+            "no agent command: put it after `--`, e.g. `aether run -- python my_agent.py`"
+        )
+    settings = run_settings(store, {"command": tuple(command), **options.flags()})
+    check_overhead(settings, agent_format(settings))
+    if not settings.objective:
+        settings = with_default_objective(settings)
+    init(store, settings)
+    return settings
 
 
 def run_settings(store: MemoryStore, flags: dict[str, Any]) -> Settings:
@@ -78,9 +100,10 @@ def agent_format(settings: Settings) -> str:
 def check_overhead(settings: Settings, fmt: str) -> int:
     """The agent's context overhead in tokens; UsageError if it alone would reach the checkpoint threshold."""
     from aether_cli.adapters import context_overhead
+    from aether_cli.budget import limit_tokens
 
     overhead = context_overhead(fmt, settings.context_overhead)
-    room = int(settings.window * settings.checkpoint_at)
+    room = limit_tokens(settings.window, settings.checkpoint_at)
     if overhead >= room:
         raise UsageError(
             f"--context-overhead {overhead} leaves no room: the checkpoint threshold of a "
@@ -92,7 +115,7 @@ def check_overhead(settings: Settings, fmt: str) -> int:
 
 def resume_plan(
     store: MemoryStore, ref: str | None, flags: dict[str, Any], *, force: bool = False
-) -> tuple[Any, Settings, str]:
+) -> tuple[ResumePlan, Settings, str]:
     """Where `aether resume` continues: (ResumePlan, settings, a note about recovery).
 
     Reuses the stored command and settings; flags given now override them.
@@ -101,8 +124,8 @@ def resume_plan(
     corrupt. A named `ref` that is corrupt is refused (CorruptMemoryError);
     one that only fails its sha256 (edited by hand) is used with `force`.
     """
+    from aether_cli.plan import ResumePlan
     from aether_cli.settings import build_settings
-    from aether_cli.supervisor import ResumePlan
 
     if not store.exists():
         raise NotFoundError(
@@ -148,31 +171,36 @@ def _resume_checkpoint(
 ) -> str | None:
     """The checkpoint a resume starts from, after checking it reads back intact."""
     if ref:
-        ckpt_id = store.resolve_checkpoint(ref)
-        try:
-            store.read_checkpoint(ckpt_id)
-        except ChecksumMismatchError as exc:
-            if not force:
-                raise ChecksumMismatchError(
-                    f"{exc}; refusing to resume from it (`aether resume --force {ckpt_id}` uses it anyway)"
-                ) from None
-            store.trust_checkpoint(ckpt_id)
-            notes.append(f"using {ckpt_id} although its content no longer matches its sha256 (--force)")
-        return ckpt_id
+        return _named_checkpoint(store, ref, force=force, notes=notes)
     recorded = cont.get("last_checkpoint")
     start = recorded if isinstance(recorded, str) and recorded else store.latest_checkpoint_id()
     if start is None:
         return None
-    ckpt_id, skipped = store.newest_intact_checkpoint(start, accept_modified=force)
-    if ckpt_id is None:
+    found, skipped = store.newest_intact_checkpoint(start, accept_modified=force)
+    if found is None:
         raise CorruptMemoryError(
             "no intact checkpoint to resume from: "
             + "; ".join(skipped)
             + " (name an older one with `aether resume ID`, or drop the broken ones with `aether drop`)"
         )
     if skipped:
-        notes.append("skipped a corrupt checkpoint: " + "; ".join(skipped) + f"; resuming from {ckpt_id}")
-    if store.accepted_modified(ckpt_id):
+        notes.append("skipped a corrupt checkpoint: " + "; ".join(skipped) + f"; resuming from {found}")
+    if store.accepted_modified(found):
+        notes.append(f"using {found} although its content no longer matches its sha256 (--force)")
+    return found
+
+
+def _named_checkpoint(store: MemoryStore, ref: str, *, force: bool, notes: list[str]) -> str:
+    """The checkpoint `ref` names; a corrupt one is refused, an edited one used only with `force`."""
+    ckpt_id = store.resolve_checkpoint(ref)
+    try:
+        store.read_checkpoint(ckpt_id)
+    except ChecksumMismatchError as exc:
+        if not force:
+            raise ChecksumMismatchError(
+                f"{exc}; refusing to resume from it (`aether resume --force {ckpt_id}` uses it anyway)"
+            ) from None
+        store.trust_checkpoint(ckpt_id)
         notes.append(f"using {ckpt_id} although its content no longer matches its sha256 (--force)")
     return ckpt_id
 
@@ -187,7 +215,7 @@ def status(store: MemoryStore) -> dict[str, Any]:
         }
     cont = store.read_continuity() or {}
     holder = store.holder()
-    beat = store.read_heartbeat() if holder else None
+    beat = (store.read_heartbeat() if holder else None) or {}
     state = cont.get("status", "none")
     note = ""
     if holder is None and state == "running":
@@ -196,83 +224,83 @@ def status(store: MemoryStore) -> dict[str, Any]:
         state = "running"
     ids = store.checkpoint_ids()
     last_id = cont.get("last_checkpoint") or (ids[-1] if ids else None)
-    last: dict[str, Any] | None = None
-    if last_id:
-        try:
-            ck = store.read_checkpoint(last_id)
-            m = ck.get("metrics") or {}
-            et, ct = m.get("episode_tokens"), m.get("checkpoint_tokens")
-            last = {
-                "id": ck["id"],
-                "trigger": ck.get("trigger"),
-                "distiller": ck.get("distiller"),
-                "created_at": ck.get("created_at"),
-                "episode": ck.get("episode"),
-                "episode_tokens": et,
-                "checkpoint_tokens": ct,
-                "compression": round(et / ct, 2) if et and ct else None,
-            }
-        except AetherError as exc:
-            last = {"id": last_id, "error": str(exc)}
-    window = (beat or {}).get("window") or cont.get("window") or 0
-    if beat:
-        used = beat.get("used", 0)
-        ctx = {
-            "used": used,
-            "window": window,
-            "fraction": round(used / window, 4) if window else 0.0,
-            "source": "reported" if beat.get("reported") else "counted",
-            "live": True,
-        }
-    elif cont:
-        frac = float(cont.get("context_usage_percent") or 0) / 100
-        ctx = {
-            "used": int(frac * window),
-            "window": window,
-            "fraction": round(frac, 4),
-            "source": "last known",
-            "live": False,
-        }
-    else:
-        ctx = {}
-    tokenizer = (beat or {}).get("tokenizer") or cont.get("tokenizer") or "-"
-    tok_note = (beat or {}).get("tokenizer_note") or cont.get("tokenizer_note") or ""
+    tokenizer = beat.get("tokenizer") or cont.get("tokenizer") or "-"
+    tok_note = beat.get("tokenizer_note") or cont.get("tokenizer_note") or ""
     if tokenizer == "estimate" and not tok_note:
         tok_note = "token counts are estimates: the cl100k_base encoding could not be loaded"
-    tasks = [
-        {
-            "id": t["id"],
-            "status": t.get("status"),
-            "progress": t.get("progress"),
-            "next_action": t.get("next_action"),
-            "title": t.get("title"),
-        }
-        for t in store.list_tasks()
-    ]
     return {
         "memory_dir": str(store.root),
         "session_id": cont.get("session_id"),
         "state": state,
         "state_note": note,
         "objective": cont.get("objective", ""),
-        "episode": (beat or {}).get("episode") or cont.get("episode"),
+        "episode": beat.get("episode") or cont.get("episode"),
         "pid": holder.get("pid") if holder else None,
-        "context": ctx,
+        "context": _context_usage(beat, cont),
         "tokenizer": tokenizer,
         "tokenizer_note": tok_note,
-        "restarts": (beat or {}).get("restarts", cont.get("restarts", 0)),
-        "protocol_warnings": (beat or {}).get("protocol_warnings", 0),
-        "agent_format": (beat or {}).get("format") or cont.get("agent_format") or "aether",
-        "usage_note": (beat or {}).get("usage_note", ""),
+        "restarts": beat.get("restarts", cont.get("restarts", 0)),
+        "protocol_warnings": beat.get("protocol_warnings", 0),
+        "agent_format": beat.get("format") or cont.get("agent_format") or "aether",
+        "usage_note": beat.get("usage_note", ""),
         # Tokens added to aether's count for the agent's own instructions and tools.
-        "context_overhead": (beat or {}).get("context_overhead", 0),
+        "context_overhead": beat.get("context_overhead", 0),
         # Times the agent compacted its own context (Claude Code's compact_boundary).
-        "agent_compactions": cont.get("agent_compactions", 0) + (beat or {}).get("compactions", 0),
-        "last_checkpoint": last,
+        "agent_compactions": cont.get("agent_compactions", 0) + beat.get("compactions", 0),
+        "last_checkpoint": _checkpoint_summary(store, last_id) if last_id else None,
         "checkpoints": len(ids),
-        "tasks": tasks,
+        "tasks": [_task_row(t) for t in store.list_tasks()],
         "command": cont.get("command", []),
     }
+
+
+def _context_usage(beat: dict[str, Any], cont: dict[str, Any]) -> dict[str, Any]:
+    """How full the context is: live from the heartbeat, else the last known figure, else {}."""
+    window = beat.get("window") or cont.get("window") or 0
+    if beat:
+        used = beat.get("used", 0)
+        return {
+            "used": used,
+            "window": window,
+            "fraction": round(used / window, 4) if window else 0.0,
+            "source": "reported" if beat.get("reported") else "counted",
+            "live": True,
+        }
+    if cont:
+        frac = float(cont.get("context_usage_percent") or 0) / 100
+        return {
+            "used": int(frac * window),
+            "window": window,
+            "fraction": round(frac, 4),
+            "source": "last known",
+            "live": False,
+        }
+    return {}
+
+
+def _checkpoint_summary(store: MemoryStore, ckpt_id: str) -> dict[str, Any]:
+    """The status line of one checkpoint, or its id and why it could not be read."""
+    try:
+        ck = store.read_checkpoint(ckpt_id)
+    except AetherError as exc:
+        return {"id": ckpt_id, "error": str(exc)}
+    m = ck.get("metrics") or {}
+    et, ct = m.get("episode_tokens"), m.get("checkpoint_tokens")
+    return {
+        "id": ck["id"],
+        "trigger": ck.get("trigger"),
+        "distiller": ck.get("distiller"),
+        "created_at": ck.get("created_at"),
+        "episode": ck.get("episode"),
+        "episode_tokens": et,
+        "checkpoint_tokens": ct,
+        "compression": round(et / ct, 2) if et and ct else None,
+    }
+
+
+def _task_row(task: dict[str, Any]) -> dict[str, Any]:
+    keys = ("status", "progress", "next_action", "title")
+    return {"id": task["id"], **{k: task.get(k) for k in keys}}
 
 
 def checkpoints(store: MemoryStore) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
-"""Where a run starts and how it ended: `ResumePlan` and `RunResult`.
+"""Where a run starts and how it ended: the two plain records passed between the
+commands and the supervisor.
 
-Plain records passed between the commands and the supervisor, so neither has
-to import the other for them. Knows nothing of processes or files.
+They live apart from the supervisor so `commands.resume_plan` can build a plan
+without importing the supervisor (and with it the tokenizer and the adapters).
+This module knows nothing of processes, the store or the terminal.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ the supervisor and the commands hand it.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
@@ -136,7 +137,27 @@ MAX_STATUS_TASKS = 20
 
 def status_view(data: dict[str, Any]) -> list[Any]:
     """Renderables for `aether status` from the status dict."""
-    out: list[Any] = []
+    return [_status_head(data), *_status_tasks(data.get("tasks") or [])]
+
+
+def watch_view(console: Console, views: Callable[[], list[Any]], interval: float = 1.0) -> None:
+    """Show `views()` and draw it afresh every `interval` seconds, until Ctrl-C."""
+    import time
+
+    from rich.console import Group
+    from rich.live import Live
+
+    with Live(Group(*views()), console=console, auto_refresh=False) as live:
+        try:
+            while True:
+                time.sleep(interval)
+                live.update(Group(*views()), refresh=True)
+        except KeyboardInterrupt:
+            pass
+
+
+def _status_head(data: dict[str, Any]) -> Table:
+    """The key/value grid at the top of `aether status`."""
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
@@ -151,6 +172,26 @@ def status_view(data: dict[str, Any]) -> list[Any]:
     if data.get("objective"):
         _add(head, "objective", _short(data["objective"], 200))
     _add(head, "episode", str(data.get("episode", "-")))
+    _context_rows(head, data)
+    _add(head, "tokenizer", data.get("tokenizer", "-"))
+    if data.get("tokenizer_note"):
+        _add(head, "", Text(data["tokenizer_note"], style="yellow"))
+    _add(head, "restarts", str(data.get("restarts", 0)))
+    if data.get("protocol_warnings"):
+        _add(
+            head,
+            "warnings",
+            Text(
+                f"{data['protocol_warnings']} malformed protocol lines (see the run ledger)", style="yellow"
+            ),
+        )
+    _checkpoint_rows(head, data.get("last_checkpoint"))
+    _add(head, "checkpoints", str(data.get("checkpoints", 0)))
+    return head
+
+
+def _context_rows(head: Table, data: dict[str, Any]) -> None:
+    """The context bar and how the agent's usage is known."""
     ctx = data.get("context") or {}
     if ctx:
         frac = ctx.get("fraction", 0.0)
@@ -168,63 +209,53 @@ def status_view(data: dict[str, Any]) -> list[Any]:
             "",
             Text(f"the agent compacted its own context {data['agent_compactions']} time(s)", style="yellow"),
         )
-    _add(head, "tokenizer", data.get("tokenizer", "-"))
-    if data.get("tokenizer_note"):
-        _add(head, "", Text(data["tokenizer_note"], style="yellow"))
-    _add(head, "restarts", str(data.get("restarts", 0)))
-    if data.get("protocol_warnings"):
-        _add(
-            head,
-            "warnings",
-            Text(
-                f"{data['protocol_warnings']} malformed protocol lines (see the run ledger)", style="yellow"
-            ),
-        )
-    ck = data.get("last_checkpoint")
-    if ck:
-        _add(
-            head,
-            "checkpoint",
-            f"{ck['id']} ({ck.get('trigger')}, {ck.get('distiller')}) {ck.get('created_at', '')}",
-        )
-        if ck.get("compression"):
-            _add(
-                head,
-                "compression",
-                f"{ck.get('episode_tokens')} → {ck.get('checkpoint_tokens')} "
-                f"tokens ({ck['compression']:.1f}x)",
-            )
-    else:
+
+
+def _checkpoint_rows(head: Table, ck: dict[str, Any] | None) -> None:
+    """The last checkpoint and how much it compressed its episode."""
+    if not ck:
         _add(head, "checkpoint", "none yet")
-    _add(head, "checkpoints", str(data.get("checkpoints", 0)))
-    out.append(head)
-    tasks = data.get("tasks") or []
-    if tasks:
-        t = Table(title=None, show_edge=False, pad_edge=False)
-        for col in ("task", "status", "progress", "next action"):
-            t.add_column(Text(col))  # Text, not str: a str header is parsed for markup and emoji codes
-        # Unfinished work first; a long list is cut so the view stays readable.
-        order = {"in_progress": 0, "blocked": 1, "pending": 2}
-        shown = sorted(tasks, key=lambda x: order.get(str(x.get("status")), 3))[:MAX_STATUS_TASKS]
-        for task in shown:
-            _add(
-                t,
-                task["id"],
-                task.get("status", ""),
-                f"{float(task.get('progress') or 0):.0%}",
-                _short(task.get("next_action") or task.get("title") or "", 70),
-            )
-        out.append(t)
-        if len(tasks) > len(shown):
-            done = sum(1 for x in tasks if x.get("status") == "done")
-            out.append(
-                Text(
-                    f"… and {len(tasks) - len(shown)} more ({len(tasks)} tasks, {done} done): "
-                    "`aether status --json` lists them all",
-                    style="dim",
-                )
-            )
-    return out
+        return
+    _add(
+        head,
+        "checkpoint",
+        f"{ck['id']} ({ck.get('trigger')}, {ck.get('distiller')}) {ck.get('created_at', '')}",
+    )
+    if ck.get("compression"):
+        _add(
+            head,
+            "compression",
+            f"{ck.get('episode_tokens')} → {ck.get('checkpoint_tokens')} "
+            f"tokens ({ck['compression']:.1f}x)",
+        )
+
+
+def _status_tasks(tasks: list[dict[str, Any]]) -> list[Any]:
+    """The task table, unfinished work first, cut at MAX_STATUS_TASKS rows with a note."""
+    if not tasks:
+        return []
+    t = Table(title=None, show_edge=False, pad_edge=False)
+    for col in ("task", "status", "progress", "next action"):
+        t.add_column(Text(col))  # Text, not str: a str header is parsed for markup and emoji codes
+    order = {"in_progress": 0, "blocked": 1, "pending": 2}
+    shown = sorted(tasks, key=lambda x: order.get(str(x.get("status")), 3))[:MAX_STATUS_TASKS]
+    for task in shown:
+        _add(
+            t,
+            task["id"],
+            task.get("status", ""),
+            f"{float(task.get('progress') or 0):.0%}",
+            _short(task.get("next_action") or task.get("title") or "", 70),
+        )
+    if len(tasks) == len(shown):
+        return [t]
+    done = sum(1 for x in tasks if x.get("status") == "done")
+    more = Text(
+        f"… and {len(tasks) - len(shown)} more ({len(tasks)} tasks, {done} done): "
+        "`aether status --json` lists them all",
+        style="dim",
+    )
+    return [t, more]
 
 
 def checkpoints_view(rows: list[dict[str, Any]]) -> Table:

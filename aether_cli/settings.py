@@ -88,6 +88,7 @@ class Settings:
     term_grace: float = 3.0
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
+    # Hide the agent's output, show only aether's notices (one of PER_INVOCATION).
     quiet: bool = False
     constraints: tuple[str, ...] = field(default_factory=tuple)
     # How the agent's stdout is read: "auto" recognises claude/codex/gemini by the command.
@@ -109,9 +110,10 @@ class Settings:
     @property
     def window(self) -> int:
         """The effective context window: flag, else model table, else the default."""
-        if self.context_window:
-            return self.context_window
-        return window_for_model(self.model) or C.DEFAULT_WINDOW
+        from aether_cli.budget import decide_window
+
+        user = self.context_window or window_for_model(self.model)
+        return decide_window(user=user, agent=None, default=C.DEFAULT_WINDOW)
 
     def validate(self) -> Settings:
         """Raise UsageError for settings that cannot work; return self."""
@@ -158,6 +160,10 @@ class Settings:
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
+# Display choices of one invocation (flag, AETHER_*, or a config.toml line the user
+# wrote): aether neither writes them into config.toml nor carries them over from
+# a stored session, so a `run -q` does not silence a later `resume`.
+PER_INVOCATION = frozenset({"quiet"})
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -231,7 +237,11 @@ def build_settings(
         merged.update(read_config(config_path))
     if stored:
         merged.update(
-            {k: _coerce(k, v, "stored settings") for k, v in stored.items() if k in _FIELD_TYPES}
+            {
+                k: _coerce(k, v, "stored settings")
+                for k, v in stored.items()
+                if k in _FIELD_TYPES and k not in PER_INVOCATION
+            }
         )
     merged.update(read_env(environ))
     merged.update({k: v for k, v in flags.items() if v is not None and k in _FIELD_TYPES})
@@ -249,7 +259,7 @@ def config_toml(settings: Settings) -> str:
         "[run]",
     ]
     for key, value in settings.to_config().items():
-        if key in ("quiet",):
+        if key in PER_INVOCATION:
             continue
         if isinstance(value, list):
             items = ", ".join(_toml_str(str(v)) for v in value)
