@@ -19,7 +19,7 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aether_cli.episode import MAX_ERROR_CHARS, EpisodeLog, cap, short_input
+from aether_cli.episode_log import MAX_ERROR_CHARS, EpisodeLog, cap, short_input
 from aether_cli.protocol import dumps_compact
 
 Counter = Callable[[str], int]

@@ -37,7 +37,7 @@ from aether_cli.adapters.base import Compaction, Outcome, StreamStarted
 from aether_cli.budget import CHECKPOINT, EMERGENCY, SOFT, Budget
 from aether_cli.distill import distill
 from aether_cli.distill_command import distill_prompt, run_distill_command
-from aether_cli.episode import EpisodeLog, cap
+from aether_cli.episode_log import EpisodeLog, cap
 from aether_cli.errors import AetherError, StorageError
 from aether_cli.launcher import Child, become_subreaper, describe_status, exit_code_of, reap_orphans, spawn
 from aether_cli.reader import iter_lines

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from aether_cli import protocol as P
 from aether_cli.adapters import FORMATS, Adapter, Compaction, Outcome, StreamStarted, make_adapter
 from aether_cli.adapters.base import todo_task_id
-from aether_cli.episode import EpisodeLog
+from aether_cli.episode_log import EpisodeLog
 from aether_cli.errors import UsageError
 from aether_cli.store import MemoryStore
 

@@ -10,7 +10,7 @@ import pytest
 
 from aether_cli import protocol as P
 from aether_cli.distill import MAX_PROGRESS, distill, validate_agent_state
-from aether_cli.episode import EpisodeLog
+from aether_cli.episode_log import EpisodeLog
 
 
 def words(s: str) -> int:

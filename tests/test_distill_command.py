@@ -11,7 +11,7 @@ from helpers import aether, read_json
 
 from aether_cli.distill import CommandDistiller, distill
 from aether_cli.distill_command import distill_prompt, extract_json, run_distill_command
-from aether_cli.episode import EpisodeLog
+from aether_cli.episode_log import EpisodeLog
 from aether_cli.protocol import decode_obj
 
 GOOD = {

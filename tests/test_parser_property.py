@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from aether_cli import jsonio
 from aether_cli import protocol as P
-from aether_cli.episode import EpisodeLog
+from aether_cli.episode_log import EpisodeLog
 from aether_cli.errors import AetherError, CorruptMemoryError
 from aether_cli.reader import LineSplitter, iter_lines
 from aether_cli.store import Ledger, MemoryStore, read_ledger

@@ -43,7 +43,7 @@ def _task(i: int, total: int) -> dict[str, Any]:
 def _episode(k: int, open_tasks: dict[str, dict[str, Any]]) -> Any:
     """A small episode log like one relaunch's worth of work."""
     from aether_cli import protocol as P
-    from aether_cli.episode import EpisodeLog
+    from aether_cli.episode_log import EpisodeLog
 
     log = EpisodeLog(objective=OBJECTIVE, prior_tasks=open_tasks)
     task_ids = sorted(open_tasks)

@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
-from aether_cli import episode as E
+from aether_cli import episode_log as E
 from aether_cli import protocol as P
-from aether_cli.episode import EpisodeLog, is_write_tool
+from aether_cli.episode_log import EpisodeLog, is_write_tool
 
 
 def ev(**fields: Any) -> P.Event:
