@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
+from aether_cli.prompt_template import load_template, render
 from aether_cli.protocol import dumps_compact
-from aether_cli.rehydrate import load_template, render
 
 MAX_OUTPUT = 1 << 20
 _FENCE = re.compile(r"```(?:json)?\s*\n(.*?)\n\s*```", re.DOTALL)

@@ -1,7 +1,7 @@
 """redact's fast path: `redact_text` returns exactly what the full rule set returns, only sooner.
 
 `redact_text` skips the rules when no rule's pattern matches anywhere
-(`_may_hold_secret`). A gap in that test would leak a secret silently, so
+(`redact_fastpath.may_hold_secret`). A gap in that test would leak a secret silently, so
 every string here is redacted both ways and the results must be equal: random
 text, text assembled from the pieces the rules look for (prefixes, keywords
 in any case, separators, quotes, random values), corpus secrets glued into
@@ -21,8 +21,9 @@ from corpus import SecretCase, benign_files, benign_lines, secret_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aether_cli import redact
-from aether_cli.redact import _may_hold_secret, _redact_full, redact_obj, redact_text
+from aether_cli import redact_fastpath
+from aether_cli.redact import _redact_full, redact_obj, redact_text
+from aether_cli.redact_fastpath import may_hold_secret
 
 CASES = secret_cases()
 TEXTS = [case.text for case in CASES]
@@ -31,7 +32,7 @@ BENIGN = [line for _, _, line in benign_lines()]
 FILLER = "\n".join(BENIGN)
 VALUE_CHARS = string.ascii_letters + string.digits + "+/=_-.~%!"
 
-# What the rules in redact.py look for, written out here rather than read from
+# What the rules in redact_rules.py look for, written out here rather than read from
 # the module's tables, so a trigger missing from those tables still shows up.
 # fmt: off
 SHAPE_PREFIXES = (
@@ -254,10 +255,10 @@ def test_every_corpus_secret_takes_the_full_path_in_short_and_long_text(case: Se
     escaped = orjson.dumps({"output": case.text}).decode()
     variants = [case.text, escaped, orjson.dumps(escaped).decode()]
     # Either side of the length where the fast path changes route, on lines of their own.
-    edge = redact._SHORT_TEXT
+    edge = redact_fastpath._SHORT_TEXT
     variants += [pad_to(case.text, n, rng, "\n") for n in (edge - 1, edge, edge + 1, 3000)]
     for text in variants:
-        assert _may_hold_secret(text), repr(text)
+        assert may_hold_secret(text), repr(text)
         out = redact_text(text)
         assert out == _redact_full(text)
         assert out != text
@@ -278,12 +279,12 @@ def test_the_corpus_has_a_bare_token_of_every_shape() -> None:
 def test_a_bare_token_takes_the_full_path_alone_and_in_short_and_long_text(secret: str) -> None:
     # No keyword nearby, only plain text: the token's own shape must be what sends it to the rules.
     rng = random.Random(secret)
-    edge = redact._SHORT_TEXT
+    edge = redact_fastpath._SHORT_TEXT
     padded = [
         pad_to(secret, n, rng, sep, filler=LOG) for n in (edge - 1, edge + 1, 3000) for sep in (" ", "\n")
     ]
     for text in [secret, *padded]:
-        assert _may_hold_secret(text), repr(text)
+        assert may_hold_secret(text), repr(text)
         out = redact_text(text)
         assert out == _redact_full(text)
         assert out != text
@@ -291,13 +292,13 @@ def test_a_bare_token_takes_the_full_path_alone_and_in_short_and_long_text(secre
     for n in (edge - 1, 60, 40, 24):
         cut = secret[:n]
         assert redact_text(cut) == _redact_full(cut)
-        assert _may_hold_secret(cut) or _redact_full(cut) == cut
+        assert may_hold_secret(cut) or _redact_full(cut) == cut
 
 
 def test_benign_corpus_lines_and_files_are_returned_as_they_are() -> None:
     texts = BENIGN + list(benign_files().values())
-    assert any(len(t) < redact._SHORT_TEXT for t in texts)
-    assert any(len(t) >= redact._SHORT_TEXT for t in texts)
+    assert any(len(t) < redact_fastpath._SHORT_TEXT for t in texts)
+    assert any(len(t) >= redact_fastpath._SHORT_TEXT for t in texts)
     for text in texts:
         assert redact_text(text) == text == _redact_full(text)
 
@@ -313,7 +314,7 @@ def test_ordinary_ledger_strings_skip_the_rules() -> None:
         "https://github.com/acme/agent/pull/42",
         LOG,
     ):
-        assert not _may_hold_secret(text), text
+        assert not may_hold_secret(text), text
 
 
 def test_a_secret_named_field_is_redacted_every_time_not_just_the_first() -> None:

@@ -11,15 +11,13 @@ import pytest
 
 import aether_cli
 from aether_cli.errors import AetherError
+from aether_cli.prompt_template import TemplateError, load_template, render
 from aether_cli.rehydrate import (
     STANDARD_RESUME,
     Prompt,
-    TemplateError,
     first_prompt,
-    load_template,
     prompt_budget,
     rehydrate_prompt,
-    render,
 )
 
 REPO_TEMPLATES = Path(aether_cli.__file__).resolve().parent.parent / "templates"

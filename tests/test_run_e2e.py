@@ -460,7 +460,7 @@ def test_templates_ship_inside_the_wheel(tmp_path: Path) -> None:
         assert "aether_cli/schemas/start.schema.json" in names
         zf.extractall(unpacked)
     code = (
-        "import aether_cli, sys; from aether_cli.rehydrate import load_template;"
+        "import aether_cli, sys; from aether_cli.prompt_template import load_template;"
         "assert aether_cli.__file__.startswith(sys.argv[1]), aether_cli.__file__;"
         "print(load_template('rehydrate.md', None)[:40])"
     )

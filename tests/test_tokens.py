@@ -1,4 +1,4 @@
-"""Tests for aether_cli.tokens: the real shipped encoding, real files, real subprocesses."""
+"""Tests for aether_cli.tokens and cl100k: the real shipped encoding, real files, real subprocesses."""
 
 from __future__ import annotations
 
@@ -15,17 +15,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aether_cli import tokens as T
-from aether_cli.tokens import (
+from aether_cli.cl100k import (
     CL100K_SHA256,
     CL100K_SPECIAL_TOKENS,
+    encoding_file,
+    parse_ranks,
+    parse_verified_ranks,
+)
+from aether_cli.tokens import (
     ExactCounter,
     TokenCounter,
-    encoding_file,
     estimate_bytes,
     estimate_tokens,
     load_counter,
-    parse_ranks,
-    parse_verified_ranks,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,7 +242,8 @@ def test_no_shipped_file_falls_back() -> None:
         f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})
-        from aether_cli.tokens import encoding_file, load_counter
+        from aether_cli.cl100k import encoding_file
+        from aether_cli.tokens import load_counter
         c = load_counter()
         print(encoding_file(), c.exact, c.note)
         """,
