@@ -32,8 +32,8 @@ from typing import Any, Protocol
 from aether_cli import constants as C
 from aether_cli import protocol as P
 from aether_cli.adapters import context_overhead, detect_format, make_adapter
-from aether_cli.adapters.argv import fill_placeholders, native_resume_argv, render_argv
 from aether_cli.adapters.base import Compaction, Outcome, StreamStarted
+from aether_cli.adapters.prompt_argv import fill_placeholders, native_resume_argv, render_argv
 from aether_cli.budget import CHECKPOINT, EMERGENCY, SOFT, Budget
 from aether_cli.distill import distill
 from aether_cli.distill_command import distill_prompt, run_distill_command
