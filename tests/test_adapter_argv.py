@@ -7,14 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aether_cli.adapters import detect_format
-from aether_cli.adapters.argv import (
-    fill_placeholders,
-    find_prompt_arg,
-    json_flag_missing,
-    native_resume_argv,
-    prompt_objective,
-    render_argv,
-)
+from aether_cli.adapters.argv import find_prompt_arg, json_flag_missing, prompt_objective
+from aether_cli.adapters.prompt_argv import fill_placeholders, native_resume_argv, render_argv
 
 PORT = "Port the test suite to pytest"
 CLAUDE_ISSUE = [

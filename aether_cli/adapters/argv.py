@@ -1,11 +1,13 @@
-"""The agent's command line: which format it prints, where its prompt is, how to resume it.
+"""The agent's command line, read: which format it prints and where its prompt is.
 
 Pure functions over an argv list: no I/O, no processes. Each CLI is parsed the
 way its own argument parser would (Claude Code: commander, Codex: clap,
 Gemini CLI: yargs), as far as finding the prompt needs: which options take a
 value, which take every value up to the next option, and where positionals
 start. Options we do not know are taken as flags, which is what they almost
-always are.
+always are. Writing a new prompt into a command line is `prompt_argv`'s job;
+this module only reads one (and says how a value must look to be read back
+as a value).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 PROMPT = "{prompt}"
 PROMPT_FILE = "{prompt_file}"
-_PLACEHOLDER = re.compile(r"\{prompt(?:_file)?\}")
+PLACEHOLDER = re.compile(r"\{prompt(?:_file)?\}")
 # Executable suffixes a wrapper or another platform may add to the name.
 _EXE_SUFFIXES = (".exe", ".cmd")
 
@@ -50,8 +52,6 @@ CLAUDE = Options(
     ),
 )
 _CLAUDE_PRINT = ("-p", "--print")
-_CLAUDE_SESSION_FLAGS = ("--continue", "-c")
-_CLAUDE_SESSION_OPTIONS = ("--resume", "-r", "--session-id")
 
 # `codex [root options] exec [exec options] [PROMPT]` and
 # `codex exec [exec options] resume [SESSION_ID] [PROMPT]` (clap; exec's -i takes 1.. values).
@@ -82,12 +82,12 @@ _GEMINI_PROMPT = ("-p", "--prompt")
 # ------------------------------------------------------------ parsing
 
 
-def _is_option(arg: str) -> bool:
+def is_option(arg: str) -> bool:
     # A lone "-" is a value (stdin), not an option.
     return arg.startswith("-") and arg != "-"
 
 
-def _walk(
+def walk(
     argv: list[str], start: int, opts: Options, on_option: Callable[[int], int | None] | None = None
 ) -> list[int]:
     """Indices of the positional arguments from `start` on, skipping options and their values.
@@ -102,7 +102,7 @@ def _walk(
         if arg == "--":
             found.extend(range(i + 1, len(argv)))
             break
-        if not _is_option(arg):
+        if not is_option(arg):
             found.append(i)
             i += 1
             continue
@@ -111,11 +111,11 @@ def _walk(
             if nxt is not None:
                 i = nxt
                 continue
-        i = _skip_option(argv, i, opts)
+        i = skip_option(argv, i, opts)
     return found
 
 
-def _skip_option(argv: list[str], i: int, opts: Options) -> int:
+def skip_option(argv: list[str], i: int, opts: Options) -> int:
     """The index after option `argv[i]` and the values it consumes."""
     arg = argv[i]
     if "=" in arg:
@@ -123,10 +123,10 @@ def _skip_option(argv: list[str], i: int, opts: Options) -> int:
     if arg in opts.values:
         return i + 2
     if arg in opts.optional:
-        return i + 2 if i + 1 < len(argv) and not _is_option(argv[i + 1]) else i + 1
+        return i + 2 if i + 1 < len(argv) and not is_option(argv[i + 1]) else i + 1
     if arg in opts.variadic:
         i += 1
-        while i < len(argv) and not _is_option(argv[i]):
+        while i < len(argv) and not is_option(argv[i]):
             i += 1
         return i
     return i + 1
@@ -153,7 +153,7 @@ def _option_value_is(argv: list[str], names: tuple[str, ...], value: str) -> boo
 
 
 @dataclass(frozen=True)
-class _CodexLayout:
+class CodexLayout:
     """Where `exec`, the prompt and a `resume` subcommand's own arguments are."""
 
     exec_index: int
@@ -161,39 +161,39 @@ class _CodexLayout:
     resume_indices: frozenset[int]
 
 
-def _codex_layout(argv: list[str]) -> _CodexLayout | None:
-    root = _walk(argv, 1, CODEX_ROOT)
+def codex_layout(argv: list[str]) -> CodexLayout | None:
+    root = walk(argv, 1, CODEX_ROOT)
     if not root or argv[root[0]] != "exec":
         return None
     exec_index = root[0]
-    found = _walk(argv, exec_index + 1, CODEX_EXEC)
+    found = walk(argv, exec_index + 1, CODEX_EXEC)
     # `exec [PROMPT] resume …` is accepted too: a prompt may come before the subcommand.
     resume = next((i for i in found[:2] if argv[i] == "resume"), None)
     if resume is None:
-        return _CodexLayout(exec_index, found[0] if found else None, frozenset())
+        return CodexLayout(exec_index, found[0] if found else None, frozenset())
     parent_prompt = found[0] if found[0] != resume else None
     # `resume [SESSION_ID] [PROMPT]`; with --last the one positional is the prompt.
-    rest = _walk(argv, resume + 1, CODEX_RESUME)
+    rest = walk(argv, resume + 1, CODEX_RESUME)
     owned = {resume, *rest}
     last = False
     i = resume + 1
     while i < len(argv) and argv[i] != "--":
         arg = argv[i]
-        nxt = _skip_option(argv, i, CODEX_RESUME) if _is_option(arg) else i + 1
+        nxt = skip_option(argv, i, CODEX_RESUME) if is_option(arg) else i + 1
         if arg.split("=", 1)[0] in _CODEX_RESUME_ONLY:
             owned.update(range(i, nxt))
             last = last or arg == "--last"
         i = nxt
     own_prompt = rest[0] if last and rest else (rest[1] if len(rest) > 1 else None)
     if own_prompt is None:
-        return _CodexLayout(exec_index, parent_prompt, frozenset(owned))
+        return CodexLayout(exec_index, parent_prompt, frozenset(owned))
     # Two prompts: resume's own is the one sent; the other goes with the resume.
     if parent_prompt is not None:
         owned.add(parent_prompt)
-    return _CodexLayout(exec_index, own_prompt, frozenset(owned))
+    return CodexLayout(exec_index, own_prompt, frozenset(owned))
 
 
-def _prompt_location(fmt: str, argv: list[str]) -> tuple[int, str] | None:
+def prompt_location(fmt: str, argv: list[str]) -> tuple[int, str] | None:
     """(index, prefix) of the prompt: the prompt is `argv[index][len(prefix):]`."""
     if len(argv) < 2:
         return None
@@ -202,17 +202,17 @@ def _prompt_location(fmt: str, argv: list[str]) -> tuple[int, str] | None:
 
         def after_print(i: int) -> int | None:
             # `-p PROMPT`: commander reads it as the positional prompt.
-            if argv[i] in _CLAUDE_PRINT and i + 1 < len(argv) and not _is_option(argv[i + 1]):
+            if argv[i] in _CLAUDE_PRINT and i + 1 < len(argv) and not is_option(argv[i + 1]):
                 hit.append(i + 1)
                 return len(argv)
             return None
 
-        found = _walk(argv, 1, CLAUDE, after_print)
+        found = walk(argv, 1, CLAUDE, after_print)
         if hit and (not found or hit[0] < found[0]):
             return hit[0], ""
         return (found[0], "") if found else None
     if fmt == "codex":
-        layout = _codex_layout(argv)
+        layout = codex_layout(argv)
         if layout is None or layout.prompt_index is None:
             return None
         return layout.prompt_index, ""
@@ -230,7 +230,7 @@ def _prompt_location(fmt: str, argv: list[str]) -> tuple[int, str] | None:
                 return len(argv)
             return None
 
-        found = _walk(argv, 1, GEMINI, prompt_flag)
+        found = walk(argv, 1, GEMINI, prompt_flag)
         if flagged and (not found or flagged[0][0] < found[0]):
             return flagged[0]
         return (found[0], "") if found else None
@@ -245,7 +245,7 @@ _SUBCOMMANDS = {
 }
 
 
-def _safe_value(fmt: str, prompt: str) -> str:
+def safe_value(fmt: str, prompt: str) -> str:
     """`prompt` as an argument the agent's parser cannot mistake for an option or a subcommand.
 
     A prompt that starts with "-" (a markdown list, "-" meaning stdin) would be
@@ -258,17 +258,7 @@ def _safe_value(fmt: str, prompt: str) -> str:
     return prompt
 
 
-def _fill(arg: str, prompt: str, prompt_file: str | None) -> str:
-    # One pass, so a prompt that itself contains "{prompt_file}" is left as written.
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == PROMPT:
-            return prompt
-        return prompt_file if prompt_file is not None else m.group(0)
-
-    return _PLACEHOLDER.sub(sub, arg)
-
-
-# ------------------------------------------------------------ public
+# ------------------------------------------------------------ what the command line says
 
 
 def detect_format(argv: list[str]) -> str:
@@ -281,7 +271,7 @@ def detect_format(argv: list[str]) -> str:
     if program == "claude" and _option_value_is(argv, ("--output-format",), "stream-json"):
         return "claude"
     if program == "codex":
-        layout = _codex_layout(argv)
+        layout = codex_layout(argv)
         if layout is not None:
             after_exec = range(layout.exec_index + 1, len(argv))
             if any(argv[i] in _CODEX_JSON for i in after_exec if i != layout.prompt_index):
@@ -306,7 +296,7 @@ def json_flag_missing(argv: list[str]) -> str | None:
     if program == "codex":
         if detect_format(argv) == "codex":
             return None
-        if _codex_layout(argv) is None:
+        if codex_layout(argv) is None:
             return "codex needs `exec --json` to be supervised (codex exec --json PROMPT)"
         return "codex exec needs --json to be supervised"
     if program == "gemini" and detect_format(argv) != "gemini":
@@ -320,91 +310,8 @@ def find_prompt_arg(fmt: str, argv: list[str]) -> int | None:
     For `--prompt=X` forms the index is that of the whole argument. Codex's "-"
     (read the prompt from stdin) is returned too.
     """
-    loc = _prompt_location(fmt, argv)
+    loc = prompt_location(fmt, argv)
     return loc[0] if loc else None
-
-
-def fill_placeholders(fmt: str, argv: list[str], *, prompt: str, prompt_file: str) -> list[str]:
-    """`{prompt}` and `{prompt_file}` filled in wherever they appear, in one pass (a prompt
-    holding "{prompt_file}" stays as written); a bare `{prompt}` that looks like an option
-    is kept from being read as one."""
-    return [_safe_value(fmt, prompt) if a == PROMPT else _fill(a, prompt, prompt_file) for a in argv]
-
-
-def render_argv(fmt: str, argv: list[str], *, prompt: str, prompt_file: str) -> list[str]:
-    """A new argv with this launch's prompt in it.
-
-    `{prompt}` and `{prompt_file}` are replaced inside every argument; without
-    any placeholder, the agent's own prompt argument (if it has one) is
-    replaced by `prompt`.
-    """
-    if any(_PLACEHOLDER.search(a) for a in argv):
-        return fill_placeholders(fmt, argv, prompt=prompt, prompt_file=prompt_file)
-    out = list(argv)
-    loc = _prompt_location(fmt, argv)
-    if loc is not None:
-        index, prefix = loc
-        out[index] = prefix + prompt if prefix else _safe_value(fmt, prompt)
-    return out
-
-
-def native_resume_argv(fmt: str, argv: list[str], *, session_id: str, prompt: str) -> list[str] | None:
-    """The command that continues the agent's own session `session_id` with `prompt`, or None.
-
-    claude: `--resume ID` right after the program, any earlier --resume,
-    --continue or --session-id dropped, the prompt argument replaced.
-    codex: `codex [root opts] exec [exec opts] resume ID PROMPT` (clap only
-    takes exec's own options before the subcommand), an earlier resume and
-    prompt dropped. `{prompt_file}` placeholders are left for `render_argv`.
-    None for other formats, a session id that could pass for an option, or a
-    claude command whose prompt cannot be found.
-    """
-    if not session_id or _is_option(session_id) or session_id.strip() != session_id:
-        return None
-    if fmt == "claude":
-        return _claude_resume(argv, session_id, prompt)
-    if fmt == "codex":
-        layout = _codex_layout(argv)
-        if layout is None:
-            return None
-        drop = set(layout.resume_indices)
-        if layout.prompt_index is not None:
-            drop.add(layout.prompt_index)
-        kept = [
-            _fill(a, prompt, None)
-            for i, a in enumerate(argv)
-            if i not in drop and not (i > layout.exec_index and a == "--")
-        ]
-        return [*kept, "resume", session_id, _safe_value(fmt, prompt)]
-    return None
-
-
-def _claude_resume(argv: list[str], session_id: str, prompt: str) -> list[str] | None:
-    drop: set[int] = set()
-
-    def session_option(i: int) -> int | None:
-        arg = argv[i]
-        name = arg.split("=", 1)[0]
-        if arg in _CLAUDE_SESSION_FLAGS:
-            drop.add(i)
-            return i + 1
-        if name in _CLAUDE_SESSION_OPTIONS:
-            nxt = _skip_option(argv, i, CLAUDE)
-            drop.update(range(i, nxt))
-            return nxt
-        return None
-
-    _walk(argv, 1, CLAUDE, session_option)
-    kept = [a for i, a in enumerate(argv) if i not in drop]
-    if any(PROMPT in a for a in kept):
-        body = [_safe_value("claude", prompt) if a == PROMPT else _fill(a, prompt, None) for a in kept[1:]]
-    else:
-        loc = _prompt_location("claude", kept)
-        if loc is None:
-            return None
-        body = kept[1:]
-        body[loc[0] - 1] = _safe_value("claude", prompt)
-    return [kept[0], "--resume", session_id, *body]
 
 
 def prompt_objective(fmt: str, argv: list[str]) -> str | None:
@@ -412,11 +319,11 @@ def prompt_objective(fmt: str, argv: list[str]) -> str | None:
 
     None when there is none, when it is a placeholder, or when it is "-" (stdin).
     """
-    loc = _prompt_location(fmt, argv)
+    loc = prompt_location(fmt, argv)
     if loc is None:
         return None
     index, prefix = loc
     text = argv[index][len(prefix) :]
-    if _PLACEHOLDER.search(text) or text.strip() in ("", "-"):
+    if PLACEHOLDER.search(text) or text.strip() in ("", "-"):
         return None
     return text

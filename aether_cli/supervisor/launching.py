@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aether_cli import constants as C
 from aether_cli import protocol as P
-from aether_cli.adapters.argv import fill_placeholders, native_resume_argv, render_argv
+from aether_cli.adapters.prompt_argv import fill_placeholders, native_resume_argv, render_argv
 from aether_cli.budget import limit_tokens
 from aether_cli.launcher import Child
 from aether_cli.rehydrate import Prompt
