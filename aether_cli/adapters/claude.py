@@ -208,9 +208,9 @@ class ClaudeAdapter(Adapter):
                     is_error = block.get("is_error") is True
                     events.append(tool_result(call_id, block_text(block.get("content")), is_error))
             elif kind == "text":
-                text = get_str(block, "text")
-                if text is not None:
-                    events.append(message(role, text))
+                said = get_str(block, "text")
+                if said is not None:
+                    events.append(message(role, said))
         return events
 
     def _result(self, obj: dict[str, Any]) -> list[P.Event]:
