@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aether_cli.episode_log import MAX_ERROR_CHARS, EpisodeLog, cap, short_input
@@ -213,6 +214,33 @@ def _trim_steps(draft: dict[str, Any]) -> list[tuple[str, Callable[[], None]]]:
     ]
 
 
+@dataclass(frozen=True)
+class _Episode:
+    """What every draft of one distillation is built from."""
+
+    trigger: str
+    objective: str  # the run's objective, "" when none was given
+    log: EpisodeLog
+    parent: dict[str, Any]
+    count: Counter
+    max_tokens: int
+    constraints: list[str]
+
+
+@dataclass(frozen=True)
+class _Body:
+    """The part of a draft that depends on its source: the agent's (or a model's) state, or rules."""
+
+    objective: str
+    base_state: dict[str, Any]
+    progress: list[str]
+    next_actions: list[str]
+    errors: list[str]
+    resume: str
+    distiller: str
+    note_parts: list[str]
+
+
 def distill(
     *, trigger: str, objective: str, log: EpisodeLog, parent: dict | None, count: Counter,
     max_tokens: int, constraints: list[str] | None = None, prefer_agent: bool = True,
@@ -233,9 +261,15 @@ def distill(
     like an agent's (distiller "command"); if it fails, the rules draft stands
     and the reason joins `distiller_note`.
     """
-    parent_d = _dict(parent)
-    parent_state = _dict(parent_d.get("state"))
-    objective = objective if objective.strip() else ""
+    ep = _Episode(
+        trigger=trigger,
+        objective=objective if objective.strip() else "",
+        log=log,
+        parent=_dict(parent),
+        count=count,
+        max_tokens=max_tokens,
+        constraints=constraints or [],
+    )
     agent = log.agent_checkpoint
     reason: str | None
     if agent is None:
@@ -244,76 +278,81 @@ def distill(
         reason = "agent checkpoint not used: the agent kept working after it"
     else:
         reason = validate_agent_state(agent, max_tokens=max_tokens, count=count)
-    source = "agent"
+    if reason is None or command is None:
+        return _draft(ep, _body(ep, agent, reason, "agent", note))
 
-    if reason is not None and command is not None:
-        args = dict(trigger=trigger, objective=objective, log=log, parent=parent, count=count,
-                    max_tokens=max_tokens, constraints=constraints, prefer_agent=prefer_agent)
-        rules = distill(**args, note=note)  # type: ignore[arg-type]
-        answer, failure = command(rules)
-        if failure is None:
-            failure = validate_agent_state(answer, max_tokens=max_tokens, count=count)
-        if failure is not None:
-            return distill(**args, note="; ".join(p for p in (note, f"distill command: {failure}") if p))  # type: ignore[arg-type]
-        agent, source = answer, "command"
-        note = "; ".join(p for p in (reason, note) if p)
-        reason = None
+    answer, failure = command(_draft(ep, _body(ep, agent, reason, "agent", note)))
+    if failure is None:
+        failure = validate_agent_state(answer, max_tokens=max_tokens, count=count)
+    if failure is not None:
+        note = "; ".join(p for p in (note, f"distill command: {failure}") if p)
+        return _draft(ep, _body(ep, agent, reason, "agent", note))
+    return _draft(ep, _body(ep, answer, None, "command", "; ".join(p for p in (reason, note) if p)))
 
+
+def _body(ep: _Episode, agent: Any, reason: str | None, source: str, note: str) -> _Body:
+    """The draft's source-dependent part: `agent`'s state if `reason` is None, else rules."""
     if reason is None and isinstance(agent, dict):
         agent = copy.deepcopy(agent)
         agent_objective = _str(agent.get("objective"))
         base_state = _dict(agent.get("state"))
-        if objective and agent_objective != objective:
+        if ep.objective and agent_objective != ep.objective:
             base_state["agent_objective"] = agent_objective
-        draft_objective = objective or agent_objective
-        progress = _strs(agent.get("progress"))
-        next_actions = _strs(agent.get("next_actions"))
-        agent_errors = _strs(agent.get("errors"))
-        resume = _str(agent.get("resume_instructions"))
-        distiller = source
-        note_parts = [note]
-    else:
-        draft_objective = objective or log.objective or _str(parent_d.get("objective"))
-        base_state = {}
-        if log.done is not None:
-            base_state["done"] = log.done.summary
-        progress = _rules_progress(log, parent_d)
-        next_actions = _rules_next_actions(log, parent_d, draft_objective)
-        agent_errors = []
-        resume = ""
-        distiller = "rules"
-        note_parts = [reason or "", note]
+        return _Body(
+            objective=ep.objective or agent_objective,
+            base_state=base_state,
+            progress=_strs(agent.get("progress")),
+            next_actions=_strs(agent.get("next_actions")),
+            errors=_strs(agent.get("errors")),
+            resume=_str(agent.get("resume_instructions")),
+            distiller=source,
+            note_parts=[note],
+        )
+    log = ep.log
+    objective = ep.objective or log.objective or _str(ep.parent.get("objective"))
+    return _Body(
+        objective=objective,
+        base_state={"done": log.done.summary} if log.done is not None else {},
+        progress=_rules_progress(log, ep.parent),
+        next_actions=_rules_next_actions(log, ep.parent, objective),
+        errors=[],
+        resume="",
+        distiller="rules",
+        note_parts=[reason or "", note],
+    )
 
-    errors = _dedupe_last(cap(e, MAX_ERROR_CHARS) for e in agent_errors + log.errors)
+
+def _draft(ep: _Episode, body: _Body) -> dict[str, Any]:
+    """The checkpoint draft from `body`, with the log's and the parent's facts merged in, trimmed to fit."""
+    log = ep.log
+    errors = _dedupe_last(cap(e, MAX_ERROR_CHARS) for e in body.errors + log.errors)
     draft: dict[str, Any] = {
-        "trigger": trigger,
-        "objective": draft_objective,
-        "progress": progress,
+        "trigger": ep.trigger,
+        "objective": body.objective,
+        "progress": body.progress,
         "state": _merge_state(
-            base_state, log=log, parent_state=parent_state, constraints=constraints or [],
+            body.base_state, log=log, parent_state=_dict(ep.parent.get("state")),
+            constraints=ep.constraints,
         ),
-        "next_actions": next_actions,
+        "next_actions": body.next_actions,
         "errors": errors[-MAX_ERRORS:],
         "tasks": _task_rows(log),
-        "resume_instructions": resume,
-        "distiller": distiller,
-        "distiller_note": "; ".join(p for p in note_parts if p),
+        "resume_instructions": body.resume,
+        "distiller": body.distiller,
+        "distiller_note": "; ".join(p for p in body.note_parts if p),
         "metrics": {
             "episode_tokens": None, "checkpoint_tokens": 0,
             "tool_calls": log.tool_calls, "events": log.events,
         },
     }
-    tokens = _json_tokens(draft, count)
-    if tokens > max_tokens:
+    if _json_tokens(draft, ep.count) > ep.max_tokens:
         trimmed: list[str] = []
         for label, step in _trim_steps(draft):
             step()
             trimmed.append(label)
             draft["state"]["trimmed"] = trimmed
-            tokens = _json_tokens(draft, count)
-            if tokens <= max_tokens:
+            if _json_tokens(draft, ep.count) <= ep.max_tokens:
                 break
     # Count once more with the figure in place, so it describes the draft as written.
-    draft["metrics"]["checkpoint_tokens"] = _json_tokens(draft, count)
+    draft["metrics"]["checkpoint_tokens"] = _json_tokens(draft, ep.count)
     return draft
-

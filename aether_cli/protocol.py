@@ -23,17 +23,8 @@ ROLES = ("assistant", "user", "system")
 BUDGET_LEVELS = ("soft", "checkpoint", "emergency")
 
 EVENT_TYPES = (
-    "hello",
-    "message",
-    "tool_call",
-    "tool_result",
-    "usage",
-    "task",
-    "memory",
-    "checkpoint",
-    "done",
-    "log",
-)
+    "hello", "message", "tool_call", "tool_result", "usage", "task", "memory", "checkpoint", "done", "log",
+)  # fmt: skip
 COMMAND_TYPES = ("start", "budget", "checkpoint_request", "rehydrate", "stop")
 
 
@@ -209,47 +200,9 @@ def _decode(d: dict[str, Any]) -> Event:
             output_tokens=_opt_int(d, "output_tokens"),
         )
     if t == "task":
-        tid = _str(d, "id", required=True)
-        fields: dict[str, Any] = {}
-        if "title" in d:
-            fields["title"] = _str(d, "title")
-        if "status" in d:
-            status = _str(d, "status")
-            if status not in TASK_STATUSES:
-                raise _Bad(f"unknown task status {status!r}")
-            fields["status"] = status
-        if "progress" in d:
-            p = d["progress"]
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p):
-                raise _Bad("'progress' must be a number")
-            fields["progress"] = min(1.0, max(0.0, float(p)))
-        for key in ("next_action", "notes"):
-            if key in d:
-                fields[key] = _str(d, key)
-        if "files" in d:
-            files = d["files"]
-            if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-                raise _Bad("'files' must be a list of strings")
-            fields["files"] = list(files)
-        return TaskUpdate(d, id=tid, fields=fields)
+        return _decode_task(d)
     if t == "memory":
-        op = _str(d, "op", "add")
-        if op not in ("add", "remove"):
-            raise _Bad(f"unknown memory op {op!r}")
-        pinned = d.get("pinned", False)
-        if not isinstance(pinned, bool):
-            raise _Bad("'pinned' must be a boolean")
-        prio = d.get("priority", 0)
-        if isinstance(prio, bool) or not isinstance(prio, int):
-            raise _Bad("'priority' must be an integer")
-        return MemoryOp(
-            d,
-            op=op,
-            key=_str(d, "key", required=True),
-            text=_str(d, "text"),
-            pinned=pinned,
-            priority=prio,
-        )
+        return _decode_memory(d)
     if t == "checkpoint":
         state = d.get("state")
         if not isinstance(state, dict):
@@ -260,17 +213,67 @@ def _decode(d: dict[str, Any]) -> Event:
     if t == "log":
         return Log(d, level=_str(d, "level", "info"), text=_str(d, "text"))
     if t == "hello":
-        caps = d.get("capabilities", [])
-        if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
-            raise _Bad("'capabilities' must be a list of strings")
-        return Hello(
-            d,
-            agent=_str(d, "agent"),
-            model=d.get("model") if isinstance(d.get("model"), str) else None,
-            context_window=_opt_int(d, "context_window"),
-            capabilities=tuple(caps),
-        )
+        return _decode_hello(d)
     return Unknown(d)
+
+
+def _decode_task(d: dict[str, Any]) -> TaskUpdate:
+    tid = _str(d, "id", required=True)
+    fields: dict[str, Any] = {}
+    if "title" in d:
+        fields["title"] = _str(d, "title")
+    if "status" in d:
+        status = _str(d, "status")
+        if status not in TASK_STATUSES:
+            raise _Bad(f"unknown task status {status!r}")
+        fields["status"] = status
+    if "progress" in d:
+        p = d["progress"]
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p):
+            raise _Bad("'progress' must be a number")
+        fields["progress"] = min(1.0, max(0.0, float(p)))
+    for key in ("next_action", "notes"):
+        if key in d:
+            fields[key] = _str(d, key)
+    if "files" in d:
+        files = d["files"]
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise _Bad("'files' must be a list of strings")
+        fields["files"] = list(files)
+    return TaskUpdate(d, id=tid, fields=fields)
+
+
+def _decode_memory(d: dict[str, Any]) -> MemoryOp:
+    op = _str(d, "op", "add")
+    if op not in ("add", "remove"):
+        raise _Bad(f"unknown memory op {op!r}")
+    pinned = d.get("pinned", False)
+    if not isinstance(pinned, bool):
+        raise _Bad("'pinned' must be a boolean")
+    prio = d.get("priority", 0)
+    if isinstance(prio, bool) or not isinstance(prio, int):
+        raise _Bad("'priority' must be an integer")
+    return MemoryOp(
+        d,
+        op=op,
+        key=_str(d, "key", required=True),
+        text=_str(d, "text"),
+        pinned=pinned,
+        priority=prio,
+    )
+
+
+def _decode_hello(d: dict[str, Any]) -> Hello:
+    caps = d.get("capabilities", [])
+    if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+        raise _Bad("'capabilities' must be a list of strings")
+    return Hello(
+        d,
+        agent=_str(d, "agent"),
+        model=d.get("model") if isinstance(d.get("model"), str) else None,
+        context_window=_opt_int(d, "context_window"),
+        capabilities=tuple(caps),
+    )
 
 
 def decode_obj(obj: Any, line: str) -> Event:
@@ -380,9 +383,7 @@ def cmd_checkpoint_request(*, reason: str, deadline_ms: int) -> bytes:
 
 def cmd_rehydrate(*, episode: int, prompt: str, checkpoint: str) -> bytes:
     """Tell an agent with the `rehydrate` capability to reset its context in place."""
-    return _line(
-        {"type": "rehydrate", "episode": episode, "prompt": prompt, "checkpoint": checkpoint}
-    )
+    return _line({"type": "rehydrate", "episode": episode, "prompt": prompt, "checkpoint": checkpoint})
 
 
 def cmd_stop(*, reason: str) -> bytes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 PROMPT = "{prompt}"
@@ -88,7 +88,7 @@ def is_option(arg: str) -> bool:
 
 
 def walk(
-    argv: list[str], start: int, opts: Options, on_option: Callable[[int], int | None] | None = None
+    argv: Sequence[str], start: int, opts: Options, on_option: Callable[[int], int | None] | None = None
 ) -> list[int]:
     """Indices of the positional arguments from `start` on, skipping options and their values.
 
@@ -115,7 +115,7 @@ def walk(
     return found
 
 
-def skip_option(argv: list[str], i: int, opts: Options) -> int:
+def skip_option(argv: Sequence[str], i: int, opts: Options) -> int:
     """The index after option `argv[i]` and the values it consumes."""
     arg = argv[i]
     if "=" in arg:
@@ -132,7 +132,7 @@ def skip_option(argv: list[str], i: int, opts: Options) -> int:
     return i + 1
 
 
-def _program(argv: list[str]) -> str:
+def _program(argv: Sequence[str]) -> str:
     """The basename of argv[0], lower-cased, without a Windows executable suffix."""
     if not argv:
         return ""
@@ -142,7 +142,7 @@ def _program(argv: list[str]) -> str:
     return name
 
 
-def _option_value_is(argv: list[str], names: tuple[str, ...], value: str) -> bool:
+def _option_value_is(argv: Sequence[str], names: tuple[str, ...], value: str) -> bool:
     """Whether an option in `names` is given `value` (`--opt value` or `--opt=value`)."""
     for i, arg in enumerate(argv[1:], start=1):
         if arg in names and i + 1 < len(argv) and argv[i + 1] == value:
@@ -161,7 +161,7 @@ class CodexLayout:
     resume_indices: frozenset[int]
 
 
-def codex_layout(argv: list[str]) -> CodexLayout | None:
+def codex_layout(argv: Sequence[str]) -> CodexLayout | None:
     root = walk(argv, 1, CODEX_ROOT)
     if not root or argv[root[0]] != "exec":
         return None
@@ -193,7 +193,7 @@ def codex_layout(argv: list[str]) -> CodexLayout | None:
     return CodexLayout(exec_index, own_prompt, frozenset(owned))
 
 
-def prompt_location(fmt: str, argv: list[str]) -> tuple[int, str] | None:
+def prompt_location(fmt: str, argv: Sequence[str]) -> tuple[int, str] | None:
     """(index, prefix) of the prompt: the prompt is `argv[index][len(prefix):]`."""
     if len(argv) < 2:
         return None
@@ -261,7 +261,7 @@ def safe_value(fmt: str, prompt: str) -> str:
 # ------------------------------------------------------------ what the command line says
 
 
-def detect_format(argv: list[str]) -> str:
+def detect_format(argv: Sequence[str]) -> str:
     """The output format of an agent command: "claude", "codex", "gemini" or "aether".
 
     Only a known program with its JSON-stream flag is recognised; anything
@@ -281,7 +281,7 @@ def detect_format(argv: list[str]) -> str:
     return "aether"
 
 
-def json_flag_missing(argv: list[str]) -> str | None:
+def json_flag_missing(argv: Sequence[str]) -> str | None:
     """A one-line hint when a known agent is run without the flags that make it supervisable."""
     program = _program(argv)
     if program == "claude":
@@ -304,7 +304,7 @@ def json_flag_missing(argv: list[str]) -> str | None:
     return None
 
 
-def find_prompt_arg(fmt: str, argv: list[str]) -> int | None:
+def find_prompt_arg(fmt: str, argv: Sequence[str]) -> int | None:
     """Index of the argument that holds the prompt (for gemini `-p X`: the index of X), or None.
 
     For `--prompt=X` forms the index is that of the whole argument. Codex's "-"
@@ -314,7 +314,7 @@ def find_prompt_arg(fmt: str, argv: list[str]) -> int | None:
     return loc[0] if loc else None
 
 
-def prompt_objective(fmt: str, argv: list[str]) -> str | None:
+def prompt_objective(fmt: str, argv: Sequence[str]) -> str | None:
     """The prompt written on the command line (an objective when the user gave none).
 
     None when there is none, when it is a placeholder, or when it is "-" (stdin).

@@ -119,9 +119,9 @@ class CodexAdapter(Adapter):
             text = get_str(get_dict(obj, "error"), "message") or ""
             events = outcome_events(False, text or "turn failed", text, error_text="codex turn failed")
         elif kind == "error":
-            said = get_str(obj, "message")
-            if said:
-                events = [log("error", said)]
+            error = get_str(obj, "message")
+            if error:
+                events = [log("error", error)]
         return events or [unknown(obj)]
 
     def _turn_completed(self, obj: dict[str, Any]) -> list[P.Event]:
