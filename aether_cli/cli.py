@@ -1,7 +1,9 @@
 """The `aether` command line: parses arguments, calls the core, prints, maps errors
 to exit codes. Each command stays a few lines; the work lives in `commands`,
-`supervisor` and `store`. Heavy imports (Rich, the supervisor, tiktoken) are
-done inside the commands that need them, so `aether status` starts fast.
+`supervisor` and `store`. The options of `run` and `resume` are declared once,
+as `options.RunOptions`; `_with_run_options` spells them for Typer. Heavy
+imports (Rich, the supervisor, tiktoken) are done inside the commands that need
+them, so `aether status` starts fast.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
@@ -21,6 +23,11 @@ from aether_cli import __version__
 from aether_cli import constants as C
 from aether_cli.errors import AetherError
 from aether_cli.options import OPTION_INFO, RunOptions
+
+if TYPE_CHECKING:
+    from aether_cli.plan import ResumePlan
+    from aether_cli.settings import Settings
+    from aether_cli.store import MemoryStore
 
 app = typer.Typer(
     name="aether",
@@ -40,7 +47,6 @@ MemoryDir = Annotated[
     typer.Option("--memory-dir", "-m", help="The .memory folder to use [default: ./.memory]."),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-KW = inspect.Parameter.KEYWORD_ONLY
 
 
 def _version(value: bool) -> None:
@@ -74,6 +80,8 @@ def _console() -> Any:
 
 
 # ------------------------------------------------------------------ run / resume
+
+KW = inspect.Parameter.KEYWORD_ONLY
 
 
 def _typer_option(f: dataclasses.Field[Any], hint: Any) -> Any:
@@ -166,7 +174,7 @@ def resume(
     _supervise(store, settings, plan, note=note)
 
 
-def _supervise(store: Any, settings: Any, plan: Any, *, note: str = "") -> None:
+def _supervise(store: MemoryStore, settings: Settings, plan: ResumePlan | None, *, note: str = "") -> None:
     # Before the heavy imports and the tokenizer: a second run must fail at once.
     store.ensure_unlocked()
     from aether_cli.render import TerminalReporter

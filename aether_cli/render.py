@@ -9,6 +9,7 @@ the supervisor and the commands hand it.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -140,20 +141,33 @@ def status_view(data: dict[str, Any]) -> list[Any]:
     return [_status_head(data), *_status_tasks(data.get("tasks") or [])]
 
 
-def watch_view(console: Console, views: Callable[[], list[Any]], interval: float = 1.0) -> None:
-    """Show `views()` and draw it afresh every `interval` seconds, until Ctrl-C."""
-    import time
+def watch_view(
+    console: Console,
+    views: Callable[[], list[Any]],
+    interval: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Show `views()` and draw it afresh every `interval` seconds, until Ctrl-C.
 
+    Ctrl-C is a clean stop whenever it comes, even while the first frame is being
+    drawn (a person presses it as soon as they have read the screen), and the
+    live display is always stopped, so the cursor comes back.
+    """
     from rich.console import Group
     from rich.live import Live
 
-    with Live(Group(*views()), console=console, auto_refresh=False) as live:
-        try:
-            while True:
-                time.sleep(interval)
-                live.update(Group(*views()), refresh=True)
-        except KeyboardInterrupt:
-            pass
+    live: Live | None = None
+    try:
+        live = Live(Group(*views()), console=console, auto_refresh=False)
+        live.start(refresh=True)
+        while True:
+            sleep(interval)
+            live.update(Group(*views()), refresh=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if live is not None:
+            live.stop()
 
 
 def _status_head(data: dict[str, Any]) -> Table:

@@ -7,11 +7,19 @@ from pathlib import Path
 
 import orjson
 from rich.console import Console
+from rich.text import Text
 from typer.testing import CliRunner
 
 from aether_cli import protocol as P
 from aether_cli.cli import app
-from aether_cli.render import TerminalReporter, bar, checkpoint_view, checkpoints_view, status_view
+from aether_cli.render import (
+    TerminalReporter,
+    bar,
+    checkpoint_view,
+    checkpoints_view,
+    status_view,
+    watch_view,
+)
 
 runner = CliRunner()
 
@@ -160,3 +168,29 @@ def test_status_shows_the_agent_format_and_its_compactions() -> None:
     out = render(*status_view(data))
     assert "codex" in out and "summed over the whole thread" in out
     assert "compacted its own context 2 time(s)" in out
+
+
+def test_watch_redraws_until_ctrl_c() -> None:
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    drawn: list[int] = []
+    naps: list[float] = []
+
+    def views() -> list[Text]:
+        drawn.append(len(drawn))
+        return [Text(f"frame {len(drawn)}")]
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 3:
+            raise KeyboardInterrupt
+
+    watch_view(console, views, interval=1.0, sleep=sleep)
+    assert len(drawn) == 3 and naps == [1.0, 1.0, 1.0]
+    assert "frame 3" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_ctrl_c_while_the_first_frame_is_drawn_is_a_clean_stop() -> None:
+    def views() -> list[Text]:
+        raise KeyboardInterrupt
+
+    watch_view(Console(file=io.StringIO()), views)  # returns: no KeyboardInterrupt escapes

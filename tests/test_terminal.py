@@ -6,9 +6,11 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,22 @@ def test_quiet_hides_the_agent_but_not_aether(project: Path) -> None:
     assert "aether checkpoint" in res.stdout and "aether episode 2" in res.stdout
 
 
+def read_until(leader: int, done: Callable[[bytes], bool], out: bytes = b"", limit: float = 60) -> bytes:
+    """Read the terminal until `done(output)` holds or it closes; `limit` only stops a hang."""
+    end = time.monotonic() + limit
+    while not done(out) and time.monotonic() < end:
+        if not select.select([leader], [], [], 0.2)[0]:
+            continue
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: every process holding the terminal has closed it
+            break
+        if not data:
+            break
+        out += data
+    return out
+
+
 def test_status_watch_refreshes_until_ctrl_c(project: Path) -> None:
     assert aether("run", "--objective", "x", "--", sys.executable, "-c", "pass").returncode == 0
     leader, follower = pty.openpty()
@@ -98,14 +116,14 @@ def test_status_watch_refreshes_until_ctrl_c(project: Path) -> None:
         env={**os.environ, "TERM": "xterm-256color"},
     )
     os.close(follower)
-    out = b""
-    end = time.monotonic() + 20
-    while b"session" not in out and time.monotonic() < end:
-        if select.select([leader], [], [], 0.2)[0]:
-            out += os.read(leader, 65536)
-    time.sleep(1.5)  # at least one refresh
-    proc.send_signal(2)
-    code = proc.wait(timeout=10)
+    # "checkpoints" is the last row of a frame: seen twice, the view was drawn whole and then
+    # redrawn, so the refresh loop (where Ctrl-C is expected) is running.
+    out = read_until(leader, lambda o: o.count(b"checkpoints") >= 2)
+    assert out.count(b"checkpoints") >= 2, out
+    proc.send_signal(signal.SIGINT)
+    out = read_until(leader, lambda o: False, out)  # to the end: the process has exited
+    code = proc.wait(timeout=60)
     os.close(leader)
     assert b"session" in out and b"stopped" in out
+    assert b"interrupted" not in out
     assert code == 0
