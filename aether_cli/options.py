@@ -34,7 +34,8 @@ def _option(help: str, *flags: str, setting: str | None = None, min: int | None 
     return field(default=None, metadata={"option": OptionInfo(help, flags, setting, min)})
 
 
-@dataclass(frozen=True)
+# No generated repr or eq: nothing compares or prints options, and each costs start-up time.
+@dataclass(frozen=True, repr=False, eq=False)
 class RunOptions:
     """The options given to `aether run` or `aether resume`; None for each one not given.
 

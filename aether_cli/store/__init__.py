@@ -44,13 +44,26 @@ callers hand it plain dicts and get plain dicts back.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from aether_cli.store.clock import iso_utc
 from aether_cli.store.continuity import StaleWriteError
-from aether_cli.store.ledger import Ledger, read_ledger
 from aether_cli.store.lock import proc_start
 from aether_cli.store.memory import MemoryStore
 from aether_cli.store.tasks import InvalidTaskIdError
 from aether_cli.store.texts import DEFAULT_CONFIG_TOML
+
+if TYPE_CHECKING:
+    from aether_cli.store.ledger import Ledger, read_ledger
+
+
+def __getattr__(name: str) -> Any:
+    # The ledger is loaded on first use: `aether status` never needs it.
+    if name in ("Ledger", "read_ledger"):
+        from aether_cli.store import ledger
+
+        return getattr(ledger, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_CONFIG_TOML",

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from aether_cli import ids
-from aether_cli.checkpoint import with_defaults
 from aether_cli.errors import (
     AetherError,
     ChecksumMismatchError,
@@ -84,6 +83,8 @@ class Checkpoints:
     def _sealed(self, draft: dict[str, Any], seq: int, latest: str | None) -> dict[str, Any]:
         """The checkpoint `draft` becomes as number `seq`: redacted, defaults filled, hashed, named."""
         checkpoint = redact_obj({k: v for k, v in draft.items() if k not in ("id", "sha256")})
+        from aether_cli.checkpoint import with_defaults  # not needed by readers
+
         with_defaults(checkpoint)
         checkpoint["seq"] = seq
         if "parent" not in draft:

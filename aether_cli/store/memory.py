@@ -16,19 +16,21 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aether_cli import ids
 from aether_cli.store.checkpoints import Checkpoints
 from aether_cli.store.clock import Clock, iso_utc, utc_now
 from aether_cli.store.continuity import Continuity
-from aether_cli.store.index import ContextIndex
 from aether_cli.store.layout import Layout
-from aether_cli.store.ledger import Ledger
 from aether_cli.store.lock import RunLock, WriteLock
-from aether_cli.store.project_memory import ProjectMemory
 from aether_cli.store.runs import RunFiles
 from aether_cli.store.tasks import Tasks, relative_task_file
+
+if TYPE_CHECKING:  # imported where first used: `aether status` needs none of them
+    from aether_cli.store.index import ContextIndex
+    from aether_cli.store.ledger import Ledger
+    from aether_cli.store.project_memory import ProjectMemory
 
 
 class MemoryStore:
@@ -52,10 +54,27 @@ class MemoryStore:
         self._run_lock = RunLock(layout, self._clock)
         self._continuity = Continuity(layout, self._clock, write_lock)
         self._tasks = Tasks(layout, self._clock)
-        self._index = ContextIndex(layout, write_lock)
         self._checkpoints = Checkpoints(layout, self._clock, write_lock)
-        self._project_memory = ProjectMemory(layout, write_lock)
+        self._write_lock = write_lock
+        self._index_part: ContextIndex | None = None
+        self._project_memory_part: ProjectMemory | None = None
         self._runs = RunFiles(layout, self._clock, self._run_lock)
+
+    @property
+    def _index(self) -> ContextIndex:
+        if self._index_part is None:
+            from aether_cli.store.index import ContextIndex
+
+            self._index_part = ContextIndex(self._layout, self._write_lock)
+        return self._index_part
+
+    @property
+    def _project_memory(self) -> ProjectMemory:
+        if self._project_memory_part is None:
+            from aether_cli.store.project_memory import ProjectMemory
+
+            self._project_memory_part = ProjectMemory(self._layout, self._write_lock)
+        return self._project_memory_part
 
     def __repr__(self) -> str:
         return f"MemoryStore({str(self.root)!r})"

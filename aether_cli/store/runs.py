@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aether_cli import ids
 from aether_cli.errors import AetherError, UsageError
@@ -25,8 +25,10 @@ from aether_cli.redact import redact_obj
 from aether_cli.store.clock import Clock, iso_utc
 from aether_cli.store.files import atomic_write, dumps, read_json
 from aether_cli.store.layout import Layout
-from aether_cli.store.ledger import Ledger
 from aether_cli.store.lock import RunLock
+
+if TYPE_CHECKING:  # the ledger is loaded by the run that opens one, not by `aether status`
+    from aether_cli.store.ledger import Ledger
 
 
 class RunFiles:
@@ -47,6 +49,8 @@ class RunFiles:
         """The run ledger of `session_id`, opened for appending (repairing only under the run lock)."""
         path = self.ledger_path(session_id)
         self._layout.ensure_dir(self._layout.runs_dir)
+        from aether_cli.store.ledger import Ledger
+
         return Ledger(path, clock=self._clock, repair=self._run_lock.locked)
 
     def write_heartbeat(self, data: dict[str, Any]) -> None:
