@@ -55,9 +55,13 @@ def _redact_value(key: Any, value: Any) -> Any:
         # `{"password": "hunter2XYZ"}`: the key says what the value is even
         # though the value alone has no telltale shape.
         kind = secret_key_kind(key)
-        if kind is not None and looks_random(value):
+        text = redact_text(value)
+        # Judged before and after the text's own rules: a value that turns random-looking
+        # once a secret inside it is marked must be marked whole the first time, or a
+        # second redaction would change it again.
+        if kind is not None and (looks_random(value) or looks_random(text)):
             return mark(kind)
-        return redact_text(value)
+        return text
     return redact_obj(value)
 
 

@@ -325,3 +325,12 @@ def test_a_secret_named_field_is_redacted_every_time_not_just_the_first() -> Non
             "password": "[REDACTED:password]",
             "[REDACTED:aws_access_key]": "key id as a field name",
         }
+
+
+def test_a_secret_key_whose_value_turns_random_once_redacted_is_marked_whole_at_once() -> None:
+    # Found by the property above: the private-key header was marked first, and the
+    # remaining `AKIA2yW4[REDACTED:private_key]` looked random only on a second pass.
+    value = {"api_key": "AKIA2yW4-----BEGIN RSA PRIVATE KEY-----"}
+    first = redact_obj(value)
+    assert first == {"api_key": "[REDACTED:api_key]"}
+    assert redact_obj(first) == first
