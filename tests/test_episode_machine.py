@@ -18,7 +18,8 @@ from aether_cli.episode_log import EpisodeLog
 from aether_cli.reporter import NullReporter
 from aether_cli.settings import Settings
 from aether_cli.store import MemoryStore
-from aether_cli.supervisor.episode import AgentFacts, Episode, Phase, Signals
+from aether_cli.supervisor.episode import Episode, Phase
+from aether_cli.supervisor.run_state import AgentFacts, Signals
 
 WINDOW = 1000
 SETTINGS = Settings(

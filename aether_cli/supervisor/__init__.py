@@ -32,7 +32,8 @@ from aether_cli.reporter import NullReporter, Reporter
 from aether_cli.settings import Settings
 from aether_cli.store import MemoryStore
 from aether_cli.supervisor.ends import EpisodeEnd
-from aether_cli.supervisor.episode import Episode, Signals
+from aether_cli.supervisor.episode import Episode
+from aether_cli.supervisor.run_state import Signals
 from aether_cli.supervisor.session import Session
 from aether_cli.tokens import TokenCounter, load_counter
 

@@ -38,7 +38,7 @@ from aether_cli.launcher import exit_code_of
 from aether_cli.reporter import Reporter
 from aether_cli.settings import Settings
 from aether_cli.supervisor.ends import EpisodeEnd, judge_failure
-from aether_cli.supervisor.run_state import utc_now
+from aether_cli.supervisor.run_state import AgentFacts, Signals, utc_now
 from aether_cli.tokens import estimate_bytes
 
 # How often the manual checkpoint request file is looked at: a file check per
@@ -76,25 +76,6 @@ class EpisodeStore(Protocol):
 
     def take_checkpoint_request(self) -> bool: ...
     def valid_task_id(self, task_id: str) -> bool: ...
-
-
-@dataclass
-class Signals:
-    """The user's signals, set by the supervisor's handler: the first one, and a second (force)."""
-
-    signum: int = 0
-    force: bool = False
-
-
-@dataclass
-class AgentFacts:
-    """What the agent's stream taught the run, kept across episodes."""
-
-    stream_session: str | None = None  # its own session id, for --native-resume
-    window: int = 0  # from its hello
-    compactions: int = 0  # times it compacted its own context
-    hello_child: Any = None  # the process that said hello (survives an in-place rehydrate)
-    hello_rehydrate: bool = False
 
 
 @dataclass

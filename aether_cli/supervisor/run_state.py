@@ -1,5 +1,8 @@
 """What a run tells the world about itself: the continuity record and the heartbeat.
 
+Also the run-wide facts its episodes share: the user's signals (`Signals`) and
+what the agent's stream taught the run (`AgentFacts`).
+
 `continuity_record` is the body of `session_continuity.json` (committed: what
 a teammate or a relaunched agent reads to pick the work up); `heartbeat_record`
 is the body of the local heartbeat `aether status` reads while a run is live.
@@ -51,6 +54,25 @@ def usage_note(fmt: str, overhead: int) -> str:
             f"plus {overhead:,} tokens for the agent's own instructions and tools (--context-overhead)"
         )
     return note
+
+
+@dataclass
+class Signals:
+    """The user's signals, set by the supervisor's handler: the first one, and a second (force)."""
+
+    signum: int = 0
+    force: bool = False
+
+
+@dataclass
+class AgentFacts:
+    """What the agent's stream taught the run, kept across episodes."""
+
+    stream_session: str | None = None  # its own session id, for --native-resume
+    window: int = 0  # from its hello
+    compactions: int = 0  # times it compacted its own context
+    hello_child: Any = None  # the process that said hello (survives an in-place rehydrate)
+    hello_rehydrate: bool = False
 
 
 @dataclass

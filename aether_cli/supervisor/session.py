@@ -33,9 +33,9 @@ from aether_cli.settings import Settings, window_for_model
 from aether_cli.store import MemoryStore
 from aether_cli.supervisor.checkpointing import Checkpointer
 from aether_cli.supervisor.ends import EpisodeEnd
-from aether_cli.supervisor.episode import AgentFacts, Episode, Signals
+from aether_cli.supervisor.episode import Episode
 from aether_cli.supervisor.launching import Launcher, LaunchSpec
-from aether_cli.supervisor.run_state import RunFacts, RunRecords, new_session_id
+from aether_cli.supervisor.run_state import AgentFacts, RunFacts, RunRecords, Signals, new_session_id
 from aether_cli.supervisor.streams import Streams
 from aether_cli.tokens import TokenCounter
 
