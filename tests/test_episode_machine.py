@@ -89,7 +89,9 @@ class Harness:
         return [k for k, _ in self.records]
 
 
-def make(tmp_path: Path, settings: Settings = SETTINGS, *, protocol_format: bool = True) -> Harness:
+def make(
+    tmp_path: Path, settings: Settings = SETTINGS, *, protocol_format: bool = True, safe_point: str = "calls"
+) -> Harness:
     store = MemoryStore(tmp_path / ".memory")
     store.init()
     child = FakeChild()
@@ -110,6 +112,7 @@ def make(tmp_path: Path, settings: Settings = SETTINGS, *, protocol_format: bool
         signals=signals,
         window=lambda: WINDOW,
         protocol_format=protocol_format,
+        safe_point=safe_point,
     )
     return Harness(ep, child, records, signals)
 
@@ -326,3 +329,73 @@ def test_a_refused_task_id_is_not_logged_as_a_task(tmp_path: Path) -> None:
     h.say({"type": "task", "id": "../../etc/passwd", "status": "in_progress"})
     assert h.ep.log.tasks == {} and h.ep.dirty_tasks == {}
     assert h.kinds().count("warning") == 1
+
+
+# ------------------------------------------------------------ step boundaries
+
+TEXT = {"type": "message", "role": "assistant", "text": "Writing s8.txt"}
+CALL = {"type": "tool_call", "id": "t8", "name": "Bash", "input": {"command": "echo 8 > s8.txt"}}
+RESULT = {"type": "tool_result", "id": "t8", "output": ""}
+
+
+def test_a_turn_based_cli_is_stopped_after_the_step_it_announced_has_run(tmp_path: Path) -> None:
+    # Claude prints a turn's text and its tool_use as separate lines: the threshold came
+    # with the text, so stopping there would kill the step before its command ran.
+    h = make(tmp_path, protocol_format=False, safe_point="turns")
+    h.say(usage(850), TEXT)
+    h.tick()
+    assert h.ep.phase is Phase.SAFE_POINT and "stop" not in h.child.commands()
+    h.say(CALL)
+    h.tick(5)
+    assert "stop" not in h.child.commands(), "the announced step has not run yet"
+    h.say(RESULT)
+    h.tick()
+    assert h.ep.phase is Phase.STOPPING and h.child.sent[-1] == {"type": "stop", "reason": "budget"}
+    end = h.exit(0)
+    assert (end.kind, end.note) == ("relaunch", "")
+
+
+def test_a_turn_that_ends_without_a_tool_call_is_a_safe_point(tmp_path: Path) -> None:
+    h = make(tmp_path, protocol_format=False, safe_point="turns")
+    h.say(usage(850), TEXT)
+    h.tick()
+    assert "stop" not in h.child.commands()
+    h.ep.take("events", ([Outcome({}, ok=True, reason="success", text="")], [0], 0))
+    h.tick()
+    assert h.ep.phase is Phase.STOPPING
+
+
+def test_an_emergency_does_not_wait_for_the_models_next_step(tmp_path: Path) -> None:
+    h = make(tmp_path, protocol_format=False, safe_point="turns")
+    h.say(usage(850), TEXT)
+    h.tick()
+    assert "stop" not in h.child.commands()
+    h.say(usage(990))
+    h.tick()
+    assert h.ep.phase is Phase.STOPPING and h.child.sent[-1]["reason"] == "budget"
+
+
+def test_a_model_that_keeps_answering_is_stopped_after_the_grace(tmp_path: Path) -> None:
+    h = make(tmp_path, protocol_format=False, safe_point="turns")
+    h.say(usage(850), TEXT)
+    h.tick()
+    h.tick(29)
+    assert h.ep.phase is Phase.SAFE_POINT
+    h.tick(1.1)
+    assert h.ep.phase is Phase.STOPPING
+    assert ("settle_timeout", {"calls": []}) in h.records
+    assert "stopped mid-step" in h.exit(0).note
+
+
+def test_a_text_agent_is_stopped_after_two_quiet_seconds(tmp_path: Path) -> None:
+    h = make(tmp_path, protocol_format=False, safe_point="quiet")
+    h.say({"type": "text", "text": "working"}, tokens=850)
+    h.tick()
+    for _ in range(5):
+        h.say({"type": "text", "text": "still working"}, tokens=1)
+        h.tick(1.5)
+        assert "stop" not in h.child.commands(), "output keeps coming"
+    h.tick(1.0)
+    assert h.ep.phase is Phase.SAFE_POINT
+    h.tick(1.1)
+    assert h.ep.phase is Phase.STOPPING

@@ -119,6 +119,40 @@ def test_a_tool_call_in_flight_finishes_before_the_stop(project: Path, env: dict
     assert budget and all(not ck["state"].get("interrupted_calls") for ck in budget)
 
 
+def test_claude_is_stopped_on_a_step_boundary_not_after_a_turns_text(project: Path, env: dict) -> None:
+    # The real CLI prints a turn's text and its tool_use as separate lines, the usage that
+    # crosses the threshold with the text. Stopping there would kill the step before its
+    # command ran; aether must wait until the step's tool_result (the next safe point).
+    res = aether(
+        "run",
+        "--context-window",
+        "12000",
+        "--",
+        *CLAUDE,
+        "--steps",
+        "10",
+        "--per-turn",
+        "2000",
+        "--block-seconds",
+        "0.3",
+        env=env,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert steps(project) == list(range(1, 11)), "no step lost or redone"
+    records = [r for p in (project / ".memory" / "runs").glob("*.jsonl") for r in jsonl(p)]
+    stops = 0
+    last_event: dict = {}
+    for r in records:
+        if r.get("kind") == "event":
+            last_event = r["event"]
+        elif r.get("kind") == "command" and r.get("command") == "stop" and r.get("reason") == "budget":
+            stops += 1
+            assert last_event.get("type") == "tool_result", f"stopped right after {last_event}"
+    assert stops >= 2
+    budget = [ck for ck in checkpoints(project) if ck["trigger"] == "budget"]
+    assert budget and all(not ck["state"].get("interrupted_calls") for ck in budget)
+
+
 def test_a_tool_call_that_outlives_the_grace_is_marked_interrupted(project: Path, env: dict) -> None:
     res = aether(
         "run",

@@ -46,6 +46,14 @@ from aether_cli.tokens import estimate_bytes
 REQUEST_POLL = 0.1
 # An agent checkpoint followed by more than this many events is stale.
 STALE_AFTER_EVENTS = 3
+# A plain-text agent is at a safe point after this many seconds without output.
+QUIET_SECONDS = 2.0
+# What a safe point to stop is, by format: "calls", no tool call in flight (protocol
+# agents, which may be asked for their state first); "turns", a step boundary of a
+# turn-based CLI: every tool call the model asked for has its result (or the turn
+# ended), so the model's next request has not been answered yet and nothing it
+# decided is lost; "quiet", a few seconds without output.
+SAFE_POINTS = {"claude": "turns", "codex": "turns", "text": "quiet"}
 
 
 class Phase(Enum):
@@ -96,6 +104,7 @@ class Episode:
     window: Callable[[], int]
     run_started: float = 0.0
     protocol_format: bool = True  # the format is aether's protocol (else an adapter's events)
+    safe_point: str = "calls"  # see SAFE_POINTS
     speaks_protocol: bool = False
     can_rehydrate: bool = False
     triggers: Triggers = field(init=False)
@@ -116,6 +125,9 @@ class Episode:
     compactions: int = 0
     outcome: Outcome | None = None
     eof: bool = False
+    at_boundary: bool = False  # "turns": the stream is between steps now
+    last_output: float = float("-inf")
+    _fresh_output: bool = False
     status: int | None = None
     exited_at: float | None = None
 
@@ -135,6 +147,7 @@ class Episode:
     def take(self, kind: str, payload: Any, *, show: bool = True) -> None:
         """One item the readers queued for this child."""
         if kind == "events":
+            self._fresh_output = True
             self.on_events(*payload)
         elif kind == "stderr":
             self.record("stderr", text=payload)
@@ -173,6 +186,7 @@ class Episode:
             self.ui.notice(f"refused task id {ev.id[:80]!r}: ids are letters, digits, _ - . (max 64)", "warn")
             return
         self.log.add(ev)
+        self._note_boundary(ev)
         self.ui.event(ev)
         self._count(ev, counted + (estimate_bytes(dropped) if dropped else 0))
 
@@ -196,6 +210,16 @@ class Episode:
         if isinstance(ev, P.CheckpointEvent):
             self.agent_checkpoints += 1
             self.events_at_agent_checkpoint = self.log.events + 1
+
+    def _note_boundary(self, ev: P.Event) -> None:
+        """Follow the turn: between steps once every call has its result or the turn ended."""
+        if isinstance(ev, P.ToolResult):
+            self.at_boundary = not self.log.open_calls
+        elif isinstance(ev, Outcome):
+            self.at_boundary = True
+        elif isinstance(ev, P.ToolCall | P.Usage) or (isinstance(ev, P.Message) and ev.role == "assistant"):
+            # The model is answering: more of its blocks (a tool call after its text) may follow.
+            self.at_boundary = False
 
     def _count(self, ev: P.Event, tokens: int) -> None:
         """The budget's side of an accepted event, and the checkpoint it may call for."""
@@ -222,6 +246,8 @@ class Episode:
 
     def advance(self, now: float) -> EpisodeEnd | None:
         """Move the machine on at time `now`; an ending that needs no exit (in place), else None."""
+        if self._fresh_output:
+            self._fresh_output, self.last_output = False, now
         self._forward_signal(now)
         if self.phase is Phase.RUNNING:
             self._running(now)
@@ -298,16 +324,32 @@ class Episode:
             )
         self._stop(now, now + self.settings.stop_grace)
 
+    def _settled(self, now: float) -> bool:
+        """Whether the agent is at a safe point to stop (see SAFE_POINTS)."""
+        if self.log.open_calls:
+            return False
+        # Near overflow, the model's next request must not be waited for: no call in flight is enough.
+        if self.safe_point == "calls" or self.triggers.urgent:
+            return True
+        if self.safe_point == "turns":
+            return self.at_boundary
+        return now - self.last_output >= QUIET_SECONDS
+
     def _at_safe_point(self, now: float) -> None:
         open_calls = self.log.open_calls
-        if open_calls and now < self.deadline:
+        settled = self._settled(now)
+        if not settled and now < self.deadline:
             return
+        grace = self.settings.tool_grace
         if open_calls:
             self.note = (
                 f"stopped with {len(open_calls)} tool call(s) still running after "
-                f"--tool-grace {self.settings.tool_grace:g}s: marked interrupted"
+                f"--tool-grace {grace:g}s: marked interrupted"
             )
             self.record("settle_timeout", calls=list(open_calls))
+        elif not settled:
+            self.note = f"stopped mid-step after --tool-grace {grace:g}s: the agent was still answering"
+            self.record("settle_timeout", calls=[])
         # An agent that cannot read the stop command gets SIGTERM at once.
         self._stop(now, now if self.child.stdin_closed else now + self.settings.stop_grace)
 

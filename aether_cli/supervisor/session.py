@@ -33,7 +33,7 @@ from aether_cli.settings import Settings, window_for_model
 from aether_cli.store import MemoryStore
 from aether_cli.supervisor.checkpointing import Checkpointer
 from aether_cli.supervisor.ends import EpisodeEnd
-from aether_cli.supervisor.episode import Episode
+from aether_cli.supervisor.episode import SAFE_POINTS, Episode
 from aether_cli.supervisor.launching import Launcher, LaunchSpec
 from aether_cli.supervisor.run_state import AgentFacts, RunFacts, RunRecords, Signals, new_session_id
 from aether_cli.supervisor.streams import Streams
@@ -235,6 +235,7 @@ class Session:
             window=lambda: self.window,
             run_started=self.started,
             protocol_format=self.protocol_format,
+            safe_point=SAFE_POINTS.get(self.fmt, "calls"),
         )
 
     def run_episode(self, ep: Episode) -> EpisodeEnd:

@@ -12,6 +12,8 @@ deterministically.
 
 Options (after the prompt): --steps N (default 30), --base T, --per-turn T,
 --tool-seconds S (how long each tool call runs), --think-seconds S (the model's latency),
+--block-seconds S (the pause between a turn's text line and its tool_use line, as the model
+writes the call),
 --todos (a TodoWrite first),
 --fail REASON (end with an error result: prompt_too_long, error_max_turns, ...),
 --compact-at K (compact its own context once, before step K), --no-text (a turn is only its
@@ -53,6 +55,7 @@ def main() -> int:
     fail = opt(argv, "--fail", "")
     compact_at = int(opt(argv, "--compact-at", "0"))
     think_seconds = float(opt(argv, "--think-seconds", "0.1"))
+    block_seconds = float(opt(argv, "--block-seconds", "0"))
     session = opt(argv, "--resume", str(uuid.uuid4()))
     model = "claude-test-1"
     emit({"type": "system", "subtype": "init", "session_id": session, "model": model, "tools": ["Bash"]})
@@ -143,6 +146,7 @@ def main() -> int:
         time.sleep(think_seconds)  # the model's answer takes a moment, as over a real API
         if "--no-text" not in argv:
             assistant({"type": "text", "text": f"Now step {k}."})
+            time.sleep(block_seconds)
         tool_id = f"toolu_{uuid.uuid4().hex[:12]}"
         assistant(
             {
