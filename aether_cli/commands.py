@@ -247,11 +247,28 @@ def status(store: MemoryStore) -> dict[str, Any]:
         "context_overhead": beat.get("context_overhead", 0),
         # Times the agent compacted its own context (Claude Code's compact_boundary).
         "agent_compactions": cont.get("agent_compactions", 0) + beat.get("compactions", 0),
+        # Steps redone after relaunches, and first steps that followed the handoff.
+        "continuity": _continuity(beat.get("continuity") or cont.get("continuity")),
         "last_checkpoint": _checkpoint_summary(store, last_id) if last_id else None,
         "checkpoints": len(ids),
         "tasks": [_task_row(t) for t in store.list_tasks()],
         "command": cont.get("command", []),
     }
+
+
+CONTINUITY_FIGURES = ("relaunches", "steps_redone", "first_step_judged", "first_step_followed")
+
+
+def _continuity(figures: Any) -> dict[str, Any]:
+    """The run's continuity figures, each a count (the record is committed: anything else is dropped)."""
+    if not isinstance(figures, dict):
+        return {}
+    out: dict[str, Any] = {
+        k: v for k in CONTINUITY_FIGURES if type(v := figures.get(k)) is int and 0 <= v < 1 << 53
+    }
+    if out.get("relaunches"):
+        out["redo_rate"] = round(out.get("steps_redone", 0) / out["relaunches"], 2)
+    return out
 
 
 def _context_usage(beat: dict[str, Any], cont: dict[str, Any]) -> dict[str, Any]:

@@ -223,6 +223,18 @@ def _context_rows(head: Table, data: dict[str, Any]) -> None:
             "",
             Text(f"the agent compacted its own context {data['agent_compactions']} time(s)", style="yellow"),
         )
+    _continuity_row(head, data.get("continuity") or {})
+
+
+def _continuity_row(head: Table, c: dict[str, Any]) -> None:
+    """Steps redone after relaunches: aether's promise, measured."""
+    if not c.get("relaunches"):
+        return
+    text = f"{c.get('steps_redone', 0)} step(s) redone in {c['relaunches']} relaunch(es)"
+    if c.get("first_step_judged"):
+        followed = f"{c.get('first_step_followed', 0)}/{c['first_step_judged']}"
+        text += f"; first step followed the handoff {followed}"
+    _add(head, "continuity", Text(text, style="yellow" if c.get("steps_redone") else ""))
 
 
 def _checkpoint_rows(head: Table, ck: dict[str, Any] | None) -> None:

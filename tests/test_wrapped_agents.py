@@ -151,6 +151,12 @@ def test_claude_is_stopped_on_a_step_boundary_not_after_a_turns_text(project: Pa
     assert stops >= 2
     budget = [ck for ck in checkpoints(project) if ck["trigger"] == "budget"]
     assert budget and all(not ck["state"].get("interrupted_calls") for ck in budget)
+    # aether's own measure agrees: every relaunch continued, nothing was redone.
+    status = orjson.loads(aether("status", "--json").stdout)
+    assert status["continuity"]["relaunches"] == len(budget)
+    assert status["continuity"]["steps_redone"] == 0 and status["continuity"]["redo_rate"] == 0
+    shown = aether("status").stdout
+    assert f"0 step(s) redone in {len(budget)} relaunch(es)" in shown, shown
 
 
 def test_a_tool_call_that_outlives_the_grace_is_marked_interrupted(project: Path, env: dict) -> None:

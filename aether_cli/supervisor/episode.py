@@ -38,6 +38,7 @@ from aether_cli.launcher import exit_code_of
 from aether_cli.reporter import Reporter
 from aether_cli.settings import Settings
 from aether_cli.supervisor.ends import EpisodeEnd, judge_failure
+from aether_cli.supervisor.redo import RedoMeter
 from aether_cli.supervisor.run_state import AgentFacts, Signals, utc_now
 from aether_cli.tokens import estimate_bytes
 
@@ -105,6 +106,7 @@ class Episode:
     run_started: float = 0.0
     protocol_format: bool = True  # the format is aether's protocol (else an adapter's events)
     safe_point: str = "calls"  # see SAFE_POINTS
+    meter: RedoMeter | None = None
     speaks_protocol: bool = False
     can_rehydrate: bool = False
     triggers: Triggers = field(init=False)
@@ -185,6 +187,7 @@ class Episode:
             self.record("warning", text=f"refused task id {ev.id[:80]!r}")
             self.ui.notice(f"refused task id {ev.id[:80]!r}: ids are letters, digits, _ - . (max 64)", "warn")
             return
+        self._measure(ev)
         self.log.add(ev)
         self._note_boundary(ev)
         self.ui.event(ev)
@@ -210,6 +213,17 @@ class Episode:
         if isinstance(ev, P.CheckpointEvent):
             self.agent_checkpoints += 1
             self.events_at_agent_checkpoint = self.log.events + 1
+
+    def _measure(self, ev: P.Event) -> None:
+        """Steps started and finished, for the redo figures (before the log pops the call)."""
+        if self.meter is None:
+            return
+        if isinstance(ev, P.ToolCall):
+            self.meter.call(ev.name, ev.input)
+        elif isinstance(ev, P.ToolResult) and not ev.is_error:
+            call = self.log.open_calls.get(ev.id)
+            if call is not None:
+                self.meter.finished(call.name, call.input)
 
     def _note_boundary(self, ev: P.Event) -> None:
         """Follow the turn: between steps once every call has its result or the turn ended."""

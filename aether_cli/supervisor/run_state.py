@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,6 +90,8 @@ class RunFacts:
     command: list[str]
     objective: str
     settings: dict[str, Any]
+    # Steps redone after relaunches and first steps that followed the handoff (redo.RedoMeter).
+    continuity: dict[str, int] = field(default_factory=dict)
 
 
 def _resume_instructions(status: str, last: str | None, episode: int) -> str:
@@ -151,6 +153,7 @@ def continuity_record(
         "tokenizer_note": run.tokenizer_note,
         "agent_format": run.fmt,
         "agent_compactions": run.compactions,
+        "continuity": run.continuity,
         "settings": run.settings,
     }
 
@@ -174,6 +177,7 @@ def heartbeat_record(run: RunFacts, episode: dict[str, Any], *, overhead: int) -
         "usage_note": "" if episode["reported"] else usage_note(run.fmt, overhead),
         "context_overhead": overhead,
         "compactions": episode["compactions"],
+        "continuity": run.continuity,
         "restarts": run.restarts,
         "tokenizer": run.tokenizer,
         "tokenizer_note": run.tokenizer_note,

@@ -35,6 +35,7 @@ from aether_cli.supervisor.checkpointing import Checkpointer
 from aether_cli.supervisor.ends import EpisodeEnd
 from aether_cli.supervisor.episode import SAFE_POINTS, Episode
 from aether_cli.supervisor.launching import Launcher, LaunchSpec
+from aether_cli.supervisor.redo import RedoMeter
 from aether_cli.supervisor.run_state import AgentFacts, RunFacts, RunRecords, Signals, new_session_id
 from aether_cli.supervisor.streams import Streams
 from aether_cli.tokens import TokenCounter
@@ -83,6 +84,7 @@ class Session:
         )
         self.records = RunRecords(store, ui.notice)
         self.agent = AgentFacts()
+        self.meter = RedoMeter()
         self.checkpoints = Checkpointer(
             settings, store, counter, cwd=cwd, fmt=self.fmt, record=self.record, notice=ui.notice
         )
@@ -220,6 +222,7 @@ class Session:
         # reported usage figure (which includes them) replaces the sum.
         budget.reset(prompt_tokens + self.overhead)
         tasks = {t["id"]: t for t in self.store.list_tasks()}
+        self.meter.start(self.episode, self.last_checkpoint)
         return Episode(
             settings=s,
             child=child,
@@ -236,6 +239,7 @@ class Session:
             run_started=self.started,
             protocol_format=self.protocol_format,
             safe_point=SAFE_POINTS.get(self.fmt, "calls"),
+            meter=self.meter,
         )
 
     def run_episode(self, ep: Episode) -> EpisodeEnd:
@@ -262,7 +266,10 @@ class Session:
                 reap_orphans(keep=ep.child.pid)
 
     def checkpoint(self, trigger: str, ep: Episode, note: str = "") -> dict[str, Any]:
-        """Write the checkpoint of episode `ep`."""
+        """Write the checkpoint of episode `ep` (and record its continuity figures)."""
+        figures = self.meter.end()
+        if figures is not None:
+            self.record("continuity", **figures.as_record())
         self.checkpoints.flush_tasks(ep.log, ep.dirty_tasks)
         return self.checkpoints.write(
             trigger,
@@ -301,6 +308,7 @@ class Session:
             tokenizer=self.counter.name,
             tokenizer_note=self.counter.note,
             compactions=self.agent.compactions,
+            continuity=self.meter.totals(),
             command=list(s.command),
             objective=s.objective,
             settings=s.to_config(),
