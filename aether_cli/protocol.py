@@ -20,6 +20,9 @@ import orjson
 from aether_cli.constants import PROTOCOL_VERSION, TASK_STATUSES
 
 ROLES = ("assistant", "user", "system")
+# The largest count an agent may send (2**53 - 1: exact in JSON everywhere, and far
+# above any real token count); a larger one makes its event malformed.
+MAX_NUMBER = 2**53 - 1
 BUDGET_LEVELS = ("soft", "checkpoint", "emergency")
 
 EVENT_TYPES = (
@@ -167,6 +170,9 @@ def _opt_int(d: dict[str, Any], key: str) -> int | None:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
         raise _Bad(f"{key!r} must be a non-negative number")
+    if v > MAX_NUMBER:
+        # Out of range is malformed, never clamped: a count this large is a lie or a bug.
+        raise _Bad(f"{key!r} is out of range (at most {MAX_NUMBER})")
     return int(v)
 
 
@@ -251,7 +257,7 @@ def _decode_memory(d: dict[str, Any]) -> MemoryOp:
     if not isinstance(pinned, bool):
         raise _Bad("'pinned' must be a boolean")
     prio = d.get("priority", 0)
-    if isinstance(prio, bool) or not isinstance(prio, int):
+    if isinstance(prio, bool) or not isinstance(prio, int) or abs(prio) > MAX_NUMBER:
         raise _Bad("'priority' must be an integer")
     return MemoryOp(
         d,

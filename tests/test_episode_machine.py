@@ -399,3 +399,15 @@ def test_a_text_agent_is_stopped_after_two_quiet_seconds(tmp_path: Path) -> None
     assert h.ep.phase is Phase.SAFE_POINT
     h.tick(1.1)
     assert h.ep.phase is Phase.STOPPING
+
+
+def test_a_usage_past_64_bits_is_a_malformed_line_not_a_crash(tmp_path: Path) -> None:
+    h = make(tmp_path)
+    h.ep.take(
+        "events", ([P.decode_line('{"type": "usage", "context_tokens": 18446744073709551616}')], [5], 0)
+    )
+    assert h.ep.warnings == 1 and not h.ep.budget.reported
+    assert h.ep.budget.used == 5, "counted as text, like other malformed lines"
+    h.tick()
+    assert h.ep.phase is Phase.RUNNING
+    assert orjson.dumps(h.ep.figures())  # the heartbeat can be written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import orjson
@@ -239,3 +240,16 @@ def test_the_default_config_documents_real_keys(tmp_path: Path) -> None:
         "max_restarts",
     } <= read.keys()
     assert build_settings({}, config_path=cfg).context_window == 128_000
+
+
+@pytest.mark.parametrize("value", [2**53, 2**64, 2**64 + 1, 10**30, 1e300])
+@pytest.mark.parametrize("field", ["context_tokens", "input_tokens", "output_tokens"])
+def test_a_count_out_of_range_makes_the_event_malformed_not_clamped(field: str, value: float) -> None:
+    wire = {"type": "usage", "context_tokens": 10, field: value}
+    ev = P.decode_line(json.dumps(wire))
+    assert isinstance(ev, P.Invalid) and "out of range" in ev.reason
+
+
+def test_the_largest_count_allowed_still_decodes() -> None:
+    ev = P.decode_line(json.dumps({"type": "usage", "context_tokens": 2**53 - 1}))
+    assert isinstance(ev, P.Usage) and ev.context_tokens == 2**53 - 1

@@ -95,10 +95,10 @@ def get_str(d: Any, key: str) -> str | None:
 
 
 def get_int(d: Any, key: str) -> int | None:
-    """`d[key]` if it is a non-negative integer (bools excluded), else None."""
+    """`d[key]` if it is a non-negative integer up to `P.MAX_NUMBER` (bools excluded), else None."""
     if isinstance(d, dict):
         v = d.get(key)
-        if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= P.MAX_NUMBER:
             return v
     return None
 
