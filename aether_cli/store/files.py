@@ -341,6 +341,35 @@ def read_object(path: Path | str) -> dict[str, Any] | None:
     return value
 
 
+def refuse_hard_link(fd: int, path: Path) -> None:
+    """CorruptMemoryError (after closing `fd`) if the file open at `fd` has other names.
+
+    O_NOFOLLOW stops symlinks, not hard links: a file written in place (the
+    ledger, a lock) that is also linked from elsewhere would carry aether's
+    writes, or its truncation, to a file outside `.memory/`.
+    """
+    links = os.fstat(fd).st_nlink
+    if links > 1:
+        os.close(fd)
+        raise CorruptMemoryError(
+            f"{path}: has {links} hard links; refusing to write to a file that is also elsewhere "
+            "(remove it, aether recreates it)"
+        )
+
+
+def refuse_hard_linked_path(path: Path) -> None:
+    """The same check by name, for files opened by a library (the lock files); nothing if absent."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if st.st_nlink > 1:
+        raise CorruptMemoryError(
+            f"{path}: has {st.st_nlink} hard links; refusing to write to a file that is also elsewhere "
+            "(remove it, aether recreates it)"
+        )
+
+
 def open_nofollow(path: Path) -> int:
     """A read-only descriptor of `path`; CorruptMemoryError if it is a symlink (for streaming reads)."""
     try:

@@ -31,7 +31,14 @@ from aether_cli.errors import AetherError, CorruptMemoryError, StorageError
 from aether_cli.redact import redact_obj, redact_text
 from aether_cli.store import files
 from aether_cli.store.clock import Clock, iso_utc, utc_now
-from aether_cli.store.files import decode_error_text, dumps_line, loads, open_nofollow, write_all
+from aether_cli.store.files import (
+    decode_error_text,
+    dumps_line,
+    loads,
+    open_nofollow,
+    refuse_hard_link,
+    write_all,
+)
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -71,6 +78,7 @@ class Ledger:
             if os.path.islink(self.path):
                 raise CorruptMemoryError(f"{self.path}: is a symlink; refusing to write through it") from exc
             raise StorageError(self.path, "opening the ledger", exc) from exc
+        refuse_hard_link(self._fd, self.path)
         # A failed append may have left part of a line: the next one must first undo it.
         self._dirty = False
         try:

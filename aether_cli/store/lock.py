@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from aether_cli.errors import AetherError, CorruptMemoryError, LockedError
 from aether_cli.redact import redact_obj
 from aether_cli.store.clock import Clock, iso_utc
-from aether_cli.store.files import atomic_write, dumps, pid_alive, read_json
+from aether_cli.store.files import atomic_write, dumps, pid_alive, read_json, refuse_hard_linked_path
 from aether_cli.store.layout import Layout, check_dir
 
 if TYPE_CHECKING:
@@ -97,6 +97,8 @@ def _lock_timeout() -> type[Exception]:
 def _new_lock(path: Path, timeout: float) -> filelock.BaseFileLock:
     if os.path.islink(path):
         raise CorruptMemoryError(f"{path}: is a symlink; refusing to follow it")
+    # filelock opens the file with O_TRUNC: through a hard link it would empty a file elsewhere.
+    refuse_hard_linked_path(path)
     import filelock
 
     # thread_local=False: the supervisor may release from another thread
