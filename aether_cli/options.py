@@ -67,6 +67,9 @@ class RunOptions:
     )
     max_restarts: int | None = _option("Crash restarts in a row before giving up [5].")
     max_episodes: int | None = _option("Stop (resumably) after this many episodes.")
+    max_stalled_episodes: int | None = _option(
+        "Stop (exit 4) after this many relaunches in a row without a new step, file or task [5]."
+    )
     max_duration: float | None = _option("Stop (resumably) after this many seconds.")
     prompt_budget: int | None = _option(
         "Token budget of the relaunch prompt [min(2000, 10% of window)]."

@@ -82,6 +82,11 @@ class Settings:
     checkpoint_on_agent: bool = False
     max_restarts: int = C.DEFAULT_MAX_RESTARTS
     max_episodes: int | None = None
+    # Relaunches in a row (after a threshold) without a new step, file or task before the
+    # run stops as a runaway (exit 4): an agent that loops must not fill the disk.
+    max_stalled_episodes: int = 5
+    # The run ledger of one session stops recording the agent's events past this size.
+    ledger_max_bytes: int = 256 << 20
     max_duration: float | None = None
     prompt_budget: int | None = None
     stop_grace: float = 3.0
@@ -135,6 +140,10 @@ class Settings:
             raise UsageError("--checkpoint-timeout must not be negative")
         if self.max_restarts < 0:
             raise UsageError("--max-restarts must not be negative")
+        if self.max_stalled_episodes < 1:
+            raise UsageError("--max-stalled-episodes must be at least 1")
+        if self.ledger_max_bytes < 1 << 20:
+            raise UsageError("ledger_max_bytes must be at least 1 MiB (1048576)")
         if self.max_episodes is not None and self.max_episodes < 1:
             raise UsageError("--max-episodes must be at least 1")
         if self.max_duration is not None and self.max_duration <= 0:

@@ -171,6 +171,11 @@ class Ledger:
             self._seq = seq
             return seq
 
+    @property
+    def size(self) -> int:
+        """The ledger's size in bytes (what this writer knows of)."""
+        return self._end
+
     def close(self) -> None:
         """Flush the ledger to disk and close it (idempotent); StorageError if the flush fails."""
         with self._mutex:

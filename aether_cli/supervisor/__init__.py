@@ -44,6 +44,8 @@ __all__ = ["ResumePlan", "RunResult", "Supervisor"]
 OVERFLOW_STEPS = 2
 OVERFLOW_EVENTS = 8
 OVERFLOW_LIMIT = 3
+# Relaunch triggers an agent can loop on: a stalled episode is one of these without progress.
+STALL_TRIGGERS = ("budget", "emergency", "steps")
 
 
 class Supervisor:
@@ -81,6 +83,7 @@ class Supervisor:
             signals=self.signals,
         )
         self.episodes_run = 0
+        self.stalled = 0
         self._sleeper = sleep
         self._wake = threading.Event()
 
@@ -196,8 +199,18 @@ class Supervisor:
         overflowed = ep.budget.steps <= OVERFLOW_STEPS and ep.log.events <= OVERFLOW_EVENTS
         overflow = end.trigger in ("budget", "emergency") and overflowed
         self.session.overflow_streak = self.session.overflow_streak + 1 if overflow else 0
+        progress = self.session.made_progress(ep)
+        self.stalled = self.stalled + 1 if end.trigger in STALL_TRIGGERS and not progress else 0
         msg = ""
-        if self.session.overflow_streak >= OVERFLOW_LIMIT:
+        if self.stalled >= s.max_stalled_episodes:
+            msg = (
+                f"the agent made no progress in {self.stalled} episodes in a row (each ended at "
+                "the threshold without a new step, file or task): a runaway loop. Stopped; memory "
+                f"is intact at {ck['id']}. Check the agent, then `aether resume` "
+                "(--max-stalled-episodes sets the limit)."
+            )
+            code, reason, kind = C.EXIT_CRASH_LOOP, "stalled", "error"
+        elif self.session.overflow_streak >= OVERFLOW_LIMIT:
             msg = (
                 f"the context overflowed within {OVERFLOW_STEPS} steps of launch in "
                 f"{OVERFLOW_LIMIT} episodes in a row, even with a shrunk prompt: the "

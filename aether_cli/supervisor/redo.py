@@ -97,6 +97,8 @@ class RedoMeter:
     _done: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _pending: list[str] = field(default_factory=list)
     _next_action: str = ""
+    # Steps the last episode finished that no earlier episode had: its progress.
+    last_new_steps: int = 0
 
     def start(self, episode: int, checkpoint: dict[str, Any] | None) -> None:
         """A new episode begins; `checkpoint` is the one it was relaunched from (None on a fresh start)."""
@@ -129,6 +131,7 @@ class RedoMeter:
     def end(self) -> RelaunchFigures | None:
         """Close the episode (its finished calls become ones a later episode must not redo);
         its figures, added to the session's totals, if it was a relaunch."""
+        self.last_new_steps = len({sig for sig in self._pending if sig not in self._done})
         for sig in self._pending:
             self._done.pop(sig, None)
             self._done[sig] = None

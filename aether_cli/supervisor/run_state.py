@@ -27,6 +27,9 @@ from aether_cli import constants as C
 from aether_cli.errors import StorageError
 from aether_cli.store import Ledger, MemoryStore
 
+# Ledger records of the agent's own output: dropped once the ledger reaches its cap,
+# so a flooding agent cannot fill the disk through it.
+CAPPED_KINDS = frozenset({"event", "stderr"})
 # Why the context figure is aether's own count for formats whose usage is not the context size.
 USAGE_NOTES = {
     "codex": "codex reports usage summed over the whole thread, not the context it holds: "
@@ -193,9 +196,13 @@ class RunRecords:
     Checkpoints, which resume needs, are not written here and still fail loudly.
     """
 
-    def __init__(self, store: MemoryStore, notice: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, store: MemoryStore, notice: Callable[[str, str], None], *, max_bytes: int = 256 << 20
+    ) -> None:
         self.store = store
         self.notice = notice
+        self.max_bytes = max_bytes
+        self.dropped = 0
         self.ledger: Ledger | None = None
         self.episode = 0
         self.last_fraction = 0.0
@@ -213,10 +220,31 @@ class RunRecords:
     def record(self, kind: str, **fields: Any) -> None:
         """Append a record of the current episode to the ledger."""
         if self.ledger is not None:
+            if kind in CAPPED_KINDS and self.ledger.size >= self.max_bytes:
+                self._capped()
+                return
             try:
                 self.ledger.append({"kind": kind, "episode": self.episode, **fields})
             except StorageError as exc:
                 self._trouble("the run ledger", exc)
+
+    def _capped(self) -> None:
+        """Past the cap the agent's own output is no longer kept; say so once, in the ledger too."""
+        self.dropped += 1
+        if self.dropped > 1:
+            return
+        text = (
+            f"the run ledger reached {self.max_bytes:,} bytes: the agent's events are no longer "
+            "recorded in it (checkpoints, launches and the run's own records still are)"
+        )
+        self.notice(text, "warn")
+        assert self.ledger is not None
+        try:
+            self.ledger.append(
+                {"kind": "ledger_capped", "episode": self.episode, "max_bytes": self.max_bytes}
+            )
+        except StorageError as exc:
+            self._trouble("the run ledger", exc)
 
     def continuity(self, run: RunFacts, status: str, last: str | None, fraction: float | None = None) -> None:
         """Write session_continuity.json; without `fraction`, the last heartbeat's figure."""

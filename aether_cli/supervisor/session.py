@@ -41,6 +41,8 @@ from aether_cli.supervisor.streams import Streams
 from aether_cli.tokens import TokenCounter
 
 TICK = 0.1
+# Paths remembered to tell a new file from one written before (bounds memory on a long run).
+MAX_FILES_SEEN = 10_000
 HEARTBEAT_EVERY = 0.5
 REAP_EVERY = 1.0
 
@@ -82,9 +84,10 @@ class Session:
             environ=environ,
             cwd=cwd,
         )
-        self.records = RunRecords(store, ui.notice)
+        self.records = RunRecords(store, ui.notice, max_bytes=settings.ledger_max_bytes)
         self.agent = AgentFacts()
         self.meter = RedoMeter()
+        self._files_seen: set[str] = set()
         self.checkpoints = Checkpointer(
             settings, store, counter, cwd=cwd, fmt=self.fmt, record=self.record, notice=ui.notice
         )
@@ -283,6 +286,14 @@ class Session:
             compactions=ep.compactions,
             agent_session=self.agent.stream_session,
         )
+
+    def made_progress(self, ep: Episode) -> bool:
+        """Whether the episode (already checkpointed) did anything new: a step no earlier
+        episode finished, a file not written before in this run, a task changed, or done."""
+        files = set(ep.log.files_modified) - self._files_seen
+        if len(self._files_seen) < MAX_FILES_SEEN:
+            self._files_seen |= files
+        return bool(self.meter.last_new_steps or files or ep.log.tasks_touched or ep.log.done)
 
     def stop_child(self, ep: Episode, reason: str) -> None:
         """Stop a child that is still running (after an in-place checkpoint we do not continue)."""
