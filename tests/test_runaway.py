@@ -94,3 +94,35 @@ def test_the_ledger_stops_recording_the_agents_events_at_its_cap(project: Path) 
     assert kinds.count("ledger_capped") == 1 and kinds[-1] == "checkpoint"
     assert records.dropped > 1_500
     assert len(notices) == 1 and "20,000 bytes" in notices[0]
+
+
+GARBAGE = """
+import os, sys, time
+sys.stdout.buffer.write(bytes(range(256)) * 800 + b"\\n")  # 200 KB of binary garbage
+sys.stdout.flush()
+time.sleep(60)
+"""
+
+
+@pytest.mark.slow
+def test_a_text_agent_printing_binary_garbage_is_stopped_too(project: Path) -> None:
+    res = aether(
+        "run",
+        "--format",
+        "text",
+        "--objective",
+        "garbage",
+        "--context-window",
+        "20000",
+        "--max-episodes",
+        "30",
+        "--",
+        sys.executable,
+        "-c",
+        GARBAGE,
+        env={"AETHER_STOP_GRACE": "0.5", "AETHER_TERM_GRACE": "0.5"},
+    )
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert launches(project) == 5, "no episode made progress, the first one included"
+    ledger = next((project / ".memory" / "runs").glob("ses_*.jsonl"))
+    assert ledger.stat().st_size < 5 << 20
