@@ -34,6 +34,10 @@ from aether_cli.reader import iter_lines
 # What the reader threads may hold for the main loop; past it they wait, so a
 # flood of huge lines holds at most this much memory.
 QUEUE_BYTES = 64 << 20
+# ...and at most this many items: each holds decoded events and dicts several times its
+# text's size, so a flood of short lines would otherwise hold hundreds of MB while the
+# main loop writes the ledger (1,000,000 short lines once took aether to 285 MB).
+QUEUE_ITEMS = 4096
 # Stdout lines longer than this are counted in the counting pool, shorter ones in
 # the reader thread itself (handing a few words to another thread costs more than
 # counting them).
@@ -50,14 +54,16 @@ Tokens = list[int] | Future[list[int]]
 
 
 class ByteBoundedQueue:
-    """A FIFO whose producers wait while the queued items' sizes exceed a byte budget.
+    """A FIFO whose producers wait while the queued items' sizes exceed a byte budget,
+    or their number a count.
 
     A single item larger than the budget is still accepted when the queue is
     empty, so a producer can never wait forever.
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, max_items: int = QUEUE_ITEMS) -> None:
         self.max_bytes = max_bytes
+        self.max_items = max_items
         self._items: deque[tuple[Item, int]] = deque()
         self._bytes = 0
         self._cond = threading.Condition()
@@ -65,7 +71,9 @@ class ByteBoundedQueue:
     def put(self, item: Item, size: int) -> None:
         """Append an item of `size` bytes, waiting while the queue is over budget."""
         with self._cond:
-            while self._items and self._bytes + size > self.max_bytes:
+            while self._items and (
+                self._bytes + size > self.max_bytes or len(self._items) >= self.max_items
+            ):
                 self._cond.wait()
             self._items.append((item, size))
             self._bytes += size
