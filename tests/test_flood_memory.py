@@ -56,7 +56,8 @@ def test_a_flood_of_short_lines_keeps_aethers_memory_bounded(project: Path) -> N
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(60)
-    # 600,000 lines took aether to 128 MB (1,000,000 to 285 MB) when the reader queue was bounded by text bytes only.
+    # 600,000 lines took aether to 128 MB (1,000,000 to 285 MB) when the reader queue
+    # was bounded by text bytes only.
     print(f"\naether peaked at {peak:.0f} MB after {LINES:,} lines")
     assert peak < 100, f"aether peaked at {peak:.0f} MB"
     assert os.path.getsize(next((project / ".memory" / "runs").glob("ses_*.jsonl"))) > 0
