@@ -46,6 +46,9 @@ _HANDOFF_ASKED = re.compile(r"\bhand[- ]?off\b", re.I)
 _JSON_ASKED = re.compile(r"\bJSON\b")
 _STEP_IN_COMMAND = re.compile(r"\bstep (\d+)\b")
 _REDIRECT_TARGET = re.compile(r">>?\s*([^\s;&|]+)")
+# How Claude Code tells the model a call was stopped (by an interrupt), not that it failed.
+_STOPPED = re.compile(r"doesn't want to proceed|stopped while running|interrupted", re.I)
+_ALL_DONE = re.compile(r"\bAll \d+ steps done\b")
 # The objective a model would restate is the task as the user wrote it, not a truncated log line.
 OBJECTIVE_CHARS = 2000
 
@@ -130,10 +133,17 @@ def handoff_answer(messages: list[dict[str, Any]]) -> dict[str, Any]:
     done = [cmd for cid, cmd in calls if cid in results and not results[cid][0]]
     cut = [(cmd, results.get(cid)) for cid, cmd in calls if cid not in results or results[cid][0]]
     redo = [cmd for cmd, _ in cut if cmd not in done]
-    errors = [(res[1].strip().splitlines() or [""])[0] for cmd, res in cut if res and cmd not in done]
+    errors = [
+        (res[1].strip().splitlines() or [""])[0]
+        for cmd, res in cut
+        if res and cmd not in done and not _STOPPED.search(res[1])
+    ]
     numbers = [int(m.group(1)) for cmd in done if (m := _STEP_IN_COMMAND.search(cmd))]
     next_actions = [f"Run again, it did not complete: {cmd}" for cmd in redo]
-    if numbers:
+    said = [t for msg in messages if msg.get("role") == "assistant" for t in _texts(msg.get("content"))]
+    if said and _ALL_DONE.search(said[-1]):
+        next_actions.append("Nothing is left to do: every step is done.")
+    elif numbers:
         next_actions.append(f"Then go on with step {max(numbers) + 1}, one Bash command per step.")
     else:
         next_actions.append("Start with step 1, one Bash command per step.")
