@@ -50,7 +50,7 @@ clean:
 
 ## e2e-real: the real Claude Code and Codex CLIs (from npm, kept in .cache/npm) against local fake model servers
 NPM_PREFIX := .cache/npm
-CLAUDE_CODE_VERSION ?= 2.1.197
+CLAUDE_CODE_VERSION ?= 2.1.332
 CODEX_VERSION ?= 0.169.0
 NPM_STAMP := $(NPM_PREFIX)/.installed-$(CLAUDE_CODE_VERSION)-$(CODEX_VERSION)
 

@@ -281,6 +281,11 @@ def detect_format(argv: Sequence[str]) -> str:
     return "aether"
 
 
+def claude_input_mode(argv: Sequence[str]) -> bool:
+    """Whether a claude command reads its messages as stream-json on stdin (aether owns stdin then)."""
+    return _program(argv) == "claude" and _option_value_is(argv, ("--input-format",), "stream-json")
+
+
 def json_flag_missing(argv: Sequence[str]) -> str | None:
     """A one-line hint when a known agent is run without the flags that make it supervisable."""
     program = _program(argv)

@@ -60,6 +60,52 @@ class Outcome(P.Event):
     type = "outcome"
 
 
+# The phases of a turn of an agent that takes its messages on stdin.
+TURN_WORK = "work"  # the agent's own work on a prompt
+TURN_INTERRUPTED = "interrupted"  # cut by aether's interrupt request
+TURN_HANDOFF = "handoff"  # the answer to aether's handoff request
+TURN_PHASES = (TURN_WORK, TURN_INTERRUPTED, TURN_HANDOFF)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEnd(P.Event):
+    """A turn ended (Claude's `result` line), with the phase it belonged to.
+
+    A `work` turn is also reported as an `Outcome` (its verdict); an
+    `interrupted` or `handoff` turn is not: aether asked for it, so it is
+    neither the agent's verdict nor its failure. `text` is the turn's final
+    text (the handoff answer, for a handoff turn); `seconds`, `input_tokens`
+    (input plus cache, over the turn's requests) and `output_tokens` are what
+    the turn cost, None where the line did not say.
+    """
+
+    phase: str = TURN_WORK
+    ok: bool = False
+    reason: str = ""
+    text: str = ""
+    seconds: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    type = "turn_end"
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(P.Event):
+    """The agent acknowledged something aether wrote on its stdin.
+
+    `what` is "interrupt" (a control response to aether's interrupt request),
+    "control" (another control response), or the kind of aether's own user
+    message echoed back ("prompt", "handoff", "message"). `ok` and `error`
+    only mean something for control responses.
+    """
+
+    what: str = ""
+    id: str = ""
+    ok: bool = True
+    error: str = ""
+    type = "ack"
+
+
 # ---------------------------------------------------------------- helpers
 
 

@@ -4,16 +4,30 @@ Lines are `system` (init, status, compact_boundary, permission_denied…),
 `assistant` (one content block per line, several lines per API message),
 `user` (tool results, the user's own turns) and `result` (one per turn; its
 keys come in no fixed order). See /work/shared/formats/README.md.
+
+With `--input-format stream-json --replay-user-messages` (aether owns stdin,
+see `claude_input`), the stream also carries `control_response` lines and
+aether's own user messages echoed back; from those alone each `result` is
+told apart as the end of a work turn, of a turn aether interrupted, or of the
+handoff turn (a `TurnEnd` event with its phase). What aether sends, and when,
+is not this module's business.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aether_cli import protocol as P
+from aether_cli.adapters import claude_input
 from aether_cli.adapters.base import (
+    TURN_HANDOFF,
+    TURN_INTERRUPTED,
+    TURN_WORK,
+    Ack,
     Adapter,
     Compaction,
+    TurnEnd,
     get_dict,
     get_int,
     get_list,
@@ -40,6 +54,12 @@ TODO_STATUS = {"pending": "pending", "in_progress": "in_progress", "completed": 
 CONTEXT_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 # Scalar `result` fields worth keeping in the ledger beside the verdict.
 RESULT_EXTRAS = ("subtype", "terminal_reason", "num_turns", "total_cost_usd", "api_error_status")
+# Claude's own marker of an interrupted turn, written as a user turn: not the user's words.
+INTERRUPT_MARKER = re.compile(r"^\[Request interrupted by user[^\]]*\]$")
+# terminal_reason of a turn an interrupt cut (2.1.332: aborted_tools, aborted_streaming).
+ABORTED_PREFIX = "aborted"
+# tool_result_meta's mark on a call that an interrupt stopped (before or while it ran).
+REJECTED_KIND = "user-rejected"
 
 
 def todo_updates(inp: dict[str, Any]) -> list[P.Event]:
@@ -79,6 +99,24 @@ def permission_text(obj: dict[str, Any]) -> str:
     return one_line(f"permission denied for {tool}" + (f": {why}" if why else ""))
 
 
+def turn_end(phase: str, ok: bool, reason: str, text: str, obj: dict[str, Any]) -> TurnEnd:
+    """The TurnEnd of a `result` line: its phase, verdict, final text and what the turn cost."""
+    ms = get_int(obj, "duration_ms")
+    seconds = ms / 1000 if ms is not None else None
+    usage = get_dict(obj, "usage")
+    read = [get_int(usage, key) for key in CONTEXT_FIELDS]
+    input_tokens = sum(n for n in read if n is not None) if any(n is not None for n in read) else None
+    output_tokens = get_int(usage, "output_tokens")
+    raw = {
+        "type": "turn_end", "phase": phase, "ok": ok, "reason": reason, "text": text,
+        "seconds": seconds, "input_tokens": input_tokens, "output_tokens": output_tokens,
+    }
+    return TurnEnd(
+        raw, phase=phase, ok=ok, reason=reason, text=text, seconds=seconds,
+        input_tokens=input_tokens, output_tokens=output_tokens,
+    )
+
+
 class ClaudeAdapter(Adapter):
     """Claude Code stream-json lines as protocol events."""
 
@@ -89,6 +127,10 @@ class ClaudeAdapter(Adapter):
         """Start with no model and no usage seen."""
         self._model: str | None = None
         self._last_usage: tuple[str | None, int] | None = None
+        # An interrupt of aether's was acknowledged: calls it stopped stay open (interrupted).
+        self._interrupt_acked = False
+        # aether's handoff request was echoed: the next `result` ends the handoff turn.
+        self._handoff_turn = False
 
     def _feed(self, line: str) -> list[P.Event]:
         if not line.strip():
@@ -105,6 +147,8 @@ class ClaudeAdapter(Adapter):
             events = self._result(obj)
         elif kind == "system":
             events = self._system(obj)
+        elif kind == "control_response":
+            events = self._control(obj)
         else:
             events = []
         return events or [unknown(obj)]
@@ -186,7 +230,43 @@ class ClaudeAdapter(Adapter):
             events.extend(todo_updates(inp))
         return events
 
+    def _control(self, obj: dict[str, Any]) -> list[P.Event]:
+        response = get_dict(obj, "response") or {}
+        request_id = get_str(response, "request_id") or ""
+        ok = get_str(response, "subtype") == "success"
+        error = "" if ok else one_line(get_str(response, "error") or "control request failed")
+        what = "interrupt" if claude_input.is_interrupt_id(request_id) else "control"
+        if what == "interrupt" and ok:
+            self._interrupt_acked = True
+        raw = {"type": "ack", "what": what, "id": request_id, "ok": ok, "error": error}
+        return [Ack(raw, what=what, id=request_id, ok=ok, error=error)]
+
+    def _replay(self, obj: dict[str, Any]) -> list[P.Event] | None:
+        """aether's own message echoed back: an Ack (not the user's words), else None."""
+        message_id = get_str(obj, "uuid")
+        kind = claude_input.message_kind(message_id)
+        if kind is None or message_id is None:
+            return None
+        if kind == "handoff":
+            self._handoff_turn = True
+        raw = {"type": "ack", "what": kind, "id": message_id, "ok": True, "error": ""}
+        return [Ack(raw, what=kind, id=message_id)]
+
+    def _rejected_ids(self, obj: dict[str, Any]) -> set[str]:
+        """Ids of the calls an acknowledged interrupt stopped (they stay open: interrupted)."""
+        if not self._interrupt_acked:
+            return set()
+        return {
+            call_id
+            for meta in get_list(obj, "tool_result_meta") or []
+            if get_str(meta, "non_execution_kind") == REJECTED_KIND and (call_id := get_str(meta, "id"))
+        }
+
     def _user(self, obj: dict[str, Any]) -> list[P.Event]:
+        if obj.get("isReplay") is True:
+            replayed = self._replay(obj)
+            if replayed is not None:
+                return replayed
         msg = get_dict(obj, "message") or {}
         # Claude Code's compaction summary arrives as a synthetic user turn: it is
         # context, but not the user's words, so it must not become a "constraint" of
@@ -200,16 +280,21 @@ class ClaudeAdapter(Adapter):
         if isinstance(content, str):
             return [message(role, content)]
         events: list[P.Event] = []
+        rejected = self._rejected_ids(obj)
         for block in content if isinstance(content, list) else []:
             kind = get_str(block, "type")
             if kind == "tool_result":
                 call_id = get_str(block, "tool_use_id")
-                if call_id is not None:
+                if call_id in rejected:
+                    events.append(log("info", f"tool call {call_id} stopped by aether's interrupt"))
+                elif call_id is not None:
                     is_error = block.get("is_error") is True
                     events.append(tool_result(call_id, block_text(block.get("content")), is_error))
             elif kind == "text":
                 said = get_str(block, "text")
-                if said is not None:
+                if said is not None and INTERRUPT_MARKER.match(said.strip()):
+                    events.append(log("info", said.strip()))
+                elif said is not None:
                     events.append(message(role, said))
         return events
 
@@ -221,6 +306,7 @@ class ClaudeAdapter(Adapter):
         subtype = get_str(obj, "subtype") or ""
         terminal = get_str(obj, "terminal_reason") or ""
         ok = obj.get("is_error") is not True and subtype == "success"
+        phase = self._phase(terminal)
         # An error subtype (error_max_turns, error_during_execution) names the
         # failure best; a "success" that failed says why in terminal_reason
         # (prompt_too_long).
@@ -238,8 +324,21 @@ class ClaudeAdapter(Adapter):
         usage = get_dict(obj, "usage")
         if usage is not None:
             extra["usage"] = usage
-        events.extend(outcome_events(ok, reason, text, error_text=f"claude ended: {reason}", extra=extra))
+        if phase == TURN_WORK:
+            events.extend(outcome_events(ok, reason, text, error_text=f"claude ended: {reason}", extra=extra))
+        # Last, so a work turn's verdict comes first, as it did before turns were reported.
+        events.append(turn_end(phase, ok, reason, text, obj))
         return events
+
+    def _phase(self, terminal: str) -> str:
+        """The phase of the turn a `result` line ends; the handoff's turn ends here."""
+        if self._handoff_turn:
+            self._handoff_turn = False
+            return TURN_HANDOFF
+        if self._interrupt_acked and terminal.startswith(ABORTED_PREFIX):
+            self._interrupt_acked = False
+            return TURN_INTERRUPTED
+        return TURN_WORK
 
     def _window(self, model_usage: dict[str, Any] | None) -> tuple[str, int] | None:
         """(model, context window) from `result.modelUsage`: the session's model, else the busiest."""

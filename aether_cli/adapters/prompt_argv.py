@@ -4,8 +4,10 @@ Pure functions over an argv list: no I/O, no processes. `{prompt}` and
 `{prompt_file}` placeholders are filled in where the user wrote them;
 without any, the prompt argument `argv.prompt_location` finds is replaced.
 `native_resume_argv` builds the command that continues the agent's own
-session (Claude Code's `--resume`, Codex's `exec resume`). Where an argument
-is and what each CLI's parser makes of it is `argv`'s business.
+session (Claude Code's `--resume`, Codex's `exec resume`). `claude_input_argv`
+turns a Claude command into one whose messages come on stdin as stream-json
+(the prompt is then sent, not written). Where an argument is and what each
+CLI's parser makes of it is `argv`'s business.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from aether_cli.adapters.argv import (
     CLAUDE,
     PLACEHOLDER,
     PROMPT,
+    claude_input_mode,
     codex_layout,
     is_option,
     prompt_location,
@@ -26,6 +29,9 @@ from aether_cli.adapters.argv import (
 
 _CLAUDE_SESSION_FLAGS = ("--continue", "-c")
 _CLAUDE_SESSION_OPTIONS = ("--resume", "-r", "--session-id")
+_CLAUDE_INPUT_FORMAT = "--input-format"
+# Echo each stdin message back with its uuid: how the adapter knows which turn is which.
+_CLAUDE_REPLAY = "--replay-user-messages"
 
 
 def _fill(arg: str, prompt: str, prompt_file: str | None) -> str:
@@ -82,6 +88,40 @@ def native_resume_argv(fmt: str, argv: list[str], *, session_id: str, prompt: st
     return None
 
 
+def claude_input_argv(argv: list[str]) -> list[str]:
+    """`argv` (a claude command) reading its messages from stdin: `--input-format stream-json`.
+
+    The prompt argument (a written prompt or a bare `{prompt}`) is dropped, since
+    the prompt is sent as the first user message; any other input format is
+    replaced; `--replay-user-messages` is added. `-p`, the output flags and every
+    other argument stay as written, so `argv.json_flag_missing` reads the result
+    as it read the original. A command already in input mode gets only what it lacks.
+    """
+    drop: set[int] = set()
+    already = claude_input_mode(argv)
+
+    def input_format(i: int) -> int | None:
+        if not already and argv[i].split("=", 1)[0] == _CLAUDE_INPUT_FORMAT:
+            nxt = skip_option(argv, i, CLAUDE)
+            drop.update(range(i, nxt))
+            return nxt
+        return None
+
+    walk(argv, 1, CLAUDE, input_format)
+    loc = prompt_location("claude", argv)
+    if loc is not None and not loc[1]:
+        drop.add(loc[0])
+    kept = [a for i, a in enumerate(argv) if i not in drop and not (i > 0 and a == PROMPT)]
+    if kept[-1:] == ["--"]:
+        kept.pop()  # it only introduced the prompt
+    extra = [] if already else [_CLAUDE_INPUT_FORMAT, "stream-json"]
+    if _CLAUDE_REPLAY not in kept[1:]:
+        extra.append(_CLAUDE_REPLAY)
+    # Before any `--`: what follows it is positional.
+    end = kept.index("--") if "--" in kept[1:] else len(kept)
+    return [*kept[:end], *extra, *kept[end:]]
+
+
 def _codex_resume(argv: list[str], session_id: str, prompt: str) -> list[str] | None:
     layout = codex_layout(argv)
     if layout is None:
@@ -114,6 +154,9 @@ def _claude_resume(argv: list[str], session_id: str, prompt: str) -> list[str] |
 
     walk(argv, 1, CLAUDE, session_option)
     kept = [a for i, a in enumerate(argv) if i not in drop]
+    if claude_input_mode(kept):
+        # The prompt is sent on stdin, not written: resume the session without one.
+        return [kept[0], "--resume", session_id, *kept[1:]]
     if any(PROMPT in a for a in kept):
         body = [safe_value("claude", prompt) if a == PROMPT else _fill(a, prompt, None) for a in kept[1:]]
     else:
