@@ -4,13 +4,14 @@ Written for the test, independent of aether's detectors (it imports nothing
 from `aether_cli`). At each checkpoint, from the lines of every episode so far:
 
 - files: every file written since the session began, by Write/Edit/MultiEdit/
-  NotebookEdit, Codex `file_change`, or the shell (`>`, `>>`, `tee`, `sed -i`,
+  NotebookEdit, a completed Codex `file_change`, or the shell (`>`, `>>`, `tee`, `sed -i`,
   `cp`/`mv`/`install` targets, `touch`), as paths relative to the session's cwd;
 - errors: failed calls not cleared by a later success of the same command (or,
   for file tools, of a write to the same file), each as its first error line:
   pytest's `FAILED …` summary line, else an exception line (`KeyError: …`),
   else a diagnostic (`path:line: …`), else a line naming an error, else the
-  first line that is not Claude's `Exit code N`;
+  first line that is not Claude's `Exit code N` (a failed Codex `file_change`
+  has no text to quote and is not counted);
 - todos: the items of the latest TodoWrite / `todo_list` not completed;
 - instructions: every sentence the user wrote: the objective (the launch
   prompt) and, for Claude, each user turn in the stream.
@@ -94,8 +95,8 @@ def _tokens(line: str) -> list[str]:
     lexer.whitespace_split = True
     try:
         return list(lexer)
-    except ValueError:  # an unclosed quote: read it as plain words
-        return line.split()
+    except ValueError:  # an unclosed quote: the shell refuses the line, nothing is written
+        return []
 
 
 def _command_targets(words: list[str]) -> list[str]:
@@ -108,15 +109,28 @@ def _command_targets(words: list[str]) -> list[str]:
     plain = [a for a in args if not a.startswith("-")]
     if prog == "tee" or prog == "touch":
         return plain
-    if prog == "sed" and any(
-        a.startswith("-i") or a == "--in-place" or a.startswith("--in-place=") for a in args
-    ):
-        scripted = any(a in ("-e", "-f") or a.startswith("--expression") for a in args)
-        return plain if scripted else plain[1:]
+    if prog == "sed" and any(a.startswith(("-i", "--in-place")) for a in args):
+        return _sed_files(args)
     if prog in ("cp", "mv", "install") and len(plain) >= 2:
         dest = plain[-1]
         return [dest + posixpath.basename(plain[0])] if dest.endswith("/") else [dest]
     return []
+
+
+def _sed_files(args: list[str]) -> list[str]:
+    """The files of `sed -i`: positional arguments, less the script (given by -e/-f, or the first)."""
+    files: list[str] = []
+    scripted = skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("-e", "-f", "--expression", "--file"):
+            scripted = skip = True
+        elif a.startswith(("--expression=", "--file=")):
+            scripted = True
+        elif not a.startswith("-"):
+            files.append(a)
+    return files if scripted else files[1:]
 
 
 def shell_writes(command: str) -> list[str]:
@@ -267,9 +281,9 @@ class ClaudeReader:
         elif name == TODO_TOOL:
             todos = inp.get("todos") if isinstance(inp.get("todos"), list) else []
             self.t.todos = [
-                (str(d.get("content", "")), d.get("status") == "completed")
+                (d["content"], d.get("status") == "completed")
                 for d in todos
-                if isinstance(d, dict) and d.get("content")
+                if isinstance(d, dict) and isinstance(d.get("content"), str) and d["content"].strip()
             ]
         elif name:
             self.t.outcome(f"{name} {json.dumps(inp, sort_keys=True)}", ok, output)
@@ -288,9 +302,9 @@ class CodexReader:
         if item.get("type") == "todo_list":
             items = item.get("items") if isinstance(item.get("items"), list) else []
             self.t.todos = [
-                (str(i.get("text", "")), i.get("completed") is True)
+                (i["text"], i.get("completed") is True)
                 for i in items
-                if isinstance(i, dict) and i.get("text")
+                if isinstance(i, dict) and isinstance(i.get("text"), str) and i["text"].strip()
             ]
         if kind != "item.completed":
             return

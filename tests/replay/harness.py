@@ -11,6 +11,7 @@ read: nothing of `.memory/` and nothing of aether's internals.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from helpers import AGENTS, aether
 
 from replay.extract import CATEGORIES, Expected, missing
+from replay.render import CodexEpisode, Ids
 
 FAST = {"AETHER_STOP_GRACE": "1", "AETHER_TERM_GRACE": "1", "AETHER_BACKOFF_BASE": "0.05"}
 # Claude reports a window of this size; Codex's is chosen so its padding stays small.
@@ -120,3 +122,31 @@ def score(expected: list[Expected], prompts: list[str]) -> Score:
             s.total[c] += len(getattr(facts, c))
             s.found[c] += len(getattr(facts, c)) - len(lost[c])
     return s
+
+
+def load_fixture(name: str) -> tuple[dict, list[list[str]]]:
+    """A hand-labelled fixture: its labels (`NAME.expected.json`) and its episodes (`NAME.jsonl`,
+    episodes separated by `# checkpoint` lines)."""
+    folder = Path(__file__).parent / "fixtures"
+    labels = json.loads((folder / f"{name}.expected.json").read_text(encoding="utf-8"))
+    episodes: list[list[str]] = [[]]
+    for line in (folder / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.startswith("# checkpoint"):
+            episodes.append([])
+        elif line.strip():
+            episodes[-1].append(line)
+    return labels, episodes
+
+
+def with_padding(fmt: str, episodes: list[list[str]], window: int) -> list[list[str]]:
+    """Codex episodes (all but the last) followed by read-only output that crosses aether's threshold."""
+    if fmt != "codex":
+        return episodes
+    padded = []
+    for lines in episodes[:-1]:
+        pad = CodexEpisode(Ids(f"pad:{len(padded)}"), "/")
+        pad.lines = []
+        pad.items = 1000
+        pad.padding(window)
+        padded.append([*lines, *pad.lines])
+    return [*padded, episodes[-1]]
