@@ -5,9 +5,9 @@ Installed on PATH as `claude` or `codex` (with the interpreter as its shebang),
 so aether runs it exactly as it would run the real CLI. The recording lives in
 the project (the working directory): `.replay/episodes/NNN.jsonl` is what launch
 NNN prints, and `.replay/launches` counts the launches. Each launch saves the
-prompt it was started with to `.replay/prompts/NNN.txt`: the `-p` argument
-(claude), `exec`'s prompt argument (codex), else the first stream-json user
-message on stdin (claude `--input-format stream-json`), else the file
+prompt it was started with to `.replay/prompts/NNN.txt`: with claude's
+`--input-format stream-json`, the first user message on stdin; else the `-p`
+argument (claude) or `exec`'s prompt argument (codex); else the file
 $AETHER_PROMPT_FILE names; so a test reads exactly what the relaunched agent
 would read. After an episode that is not the last it waits to be stopped
 (the episode's last lines crossed aether's threshold); after the last it ends
@@ -200,10 +200,12 @@ def main() -> int:
         return 0
     streamed = "--input-format" in argv and "stream-json" in argv
     n = bump("launches")
-    prompt = argv_prompt(fmt, argv)
-    if prompt is None and streamed:
+    prompt = None
+    if streamed:  # the prompt comes as the first user message; a prompt argument is not read then
         first = sys.stdin.readline()
         prompt = message_text(json.loads(first)) if first.strip() else None
+    if prompt is None:
+        prompt = argv_prompt(fmt, argv)
     save("prompts", n, prompt if prompt is not None else fallback_prompt())
     (ROOT / "prompts" / f"{n:03d}.argv.json").write_text(json.dumps(argv))
     episodes = sorted((ROOT / "episodes").glob("*.jsonl"))
