@@ -262,3 +262,32 @@ def test_the_replay_agent_answers_a_codex_resume_without_spending_an_episode(pro
     res = run_agent(project, "exec", "--json", "the prompt")
     assert res.returncode == 0 and res.stdout.strip() == '{"type": "thread.started", "thread_id": "t"}'
     assert (project / ".replay" / "prompts" / "001.txt").read_text() == "the prompt"
+
+
+def test_the_replay_agent_takes_its_prompt_and_a_handoff_request_on_stream_json_stdin(project: Path) -> None:
+    (project / ".replay" / "episodes").mkdir(parents=True)
+    (project / ".replay" / "episodes" / "001.jsonl").write_text('{"type": "system", "subtype": "init"}\n')
+    stdin = (
+        "".join(
+            json.dumps(obj) + "\n"
+            for obj in (
+                {"type": "user", "message": {"role": "user", "content": "the rehydrated prompt"}},
+                {"type": "control_request", "request_id": "r1", "request": {"subtype": "interrupt"}},
+                {
+                    "type": "user",
+                    "message": {"role": "user", "content": [{"type": "text", "text": "handoff?"}]},
+                },
+            )
+        )
+        + "not json\n"
+    )
+    res = subprocess.run(
+        [sys.executable, str(AGENTS / "replay_agent.py"), "-p", "--input-format", "stream-json"],
+        cwd=project, input=stdin, capture_output=True, text=True, timeout=30,
+        env={"PATH": "/usr/bin:/bin", "REPLAY_WAIT_SECONDS": "5"},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    kinds = [json.loads(line).get("type") for line in res.stdout.splitlines()]
+    assert kinds == ["system", "control_response", "result", "assistant", "result"]
+    assert (project / ".replay" / "prompts" / "001.txt").read_text() == "the rehydrated prompt"
+    assert (project / ".replay" / "handoff" / "001.txt").read_text() == "handoff?"
