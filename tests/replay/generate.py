@@ -9,7 +9,6 @@ list on. Outputs are shaped like the real tools' (pytest, mypy, ruff, tracebacks
 from __future__ import annotations
 
 import random
-import shlex
 
 from replay.session import (
     DETAILS,
@@ -312,8 +311,3 @@ def generate(seed: int, calls: int, cwd: str, fmt: str) -> Session:
         i += 1
     b.say(f"Done with {i} backlog items; the remaining todos are still open.")
     return b.session(OBJECTIVE)
-
-
-def bash_command(cmd: str) -> str:
-    """How Codex shows a shell command: `/bin/bash -lc '<cmd>'`."""
-    return f"/bin/bash -lc {shlex.quote(cmd)}"
