@@ -82,6 +82,12 @@ def codex_home(env: Mapping[str, str]) -> Path | None:
     return Path(user_home) / ".codex" if user_home else None
 
 
+def watch(env: Mapping[str, str], thread_id: str) -> RolloutWatcher | None:
+    """A watcher for `thread_id` of a Codex launched with `env`; None when no CODEX_HOME can be known."""
+    home = codex_home(env)
+    return RolloutWatcher(home, thread_id) if home is not None else None
+
+
 def _count(value: Any) -> int | None:
     """A token count as Codex would write it, or None for anything else (bool, float, negative, absurd)."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:

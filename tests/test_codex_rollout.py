@@ -19,6 +19,7 @@ from aether_cli.codex_rollout import (
     codex_home,
     open_rollout,
     usage_of_line,
+    watch,
 )
 
 THREAD = "01a24645-38fe-7c11-989a-3fefb198cf84"
@@ -83,6 +84,15 @@ def test_codex_home_is_codex_home_else_dot_codex_in_home() -> None:
     assert codex_home({"CODEX_HOME": "/x/ch", "HOME": "/h"}) == Path("/x/ch")
     assert codex_home({"CODEX_HOME": "", "HOME": "/h"}) == Path("/h/.codex")
     assert codex_home({}) is None
+    assert watch({}, THREAD) is None
+
+
+def test_watch_follows_the_codex_home_of_the_launch_environment(home: Path) -> None:
+    append(rollout(home), line(token_count(4_000, 4_000)))
+    watcher = watch({"CODEX_HOME": str(home)}, THREAD)
+    assert watcher is not None
+    with watcher:
+        assert watcher.poll() == RolloutUsage(4_000, WINDOW, 4_000)
 
 
 def test_the_context_is_the_last_requests_input_and_the_window_codex_states(home: Path) -> None:
