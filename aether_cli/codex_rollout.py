@@ -253,6 +253,9 @@ class RolloutWatcher:
         self.home, self.thread_id = home, thread_id
         self.max_poll_bytes = max_poll_bytes
         self.latest: RolloutUsage | None = None
+        # `token_count` lines read: Codex writes one right after it records a tool call's
+        # output in the thread, so a count that grew means the last output is persisted.
+        self.token_counts = 0
         self.note = "not looked for yet"
         self.bytes_read = 0
         self._rescan, self._clock = rescan_seconds, clock
@@ -350,4 +353,6 @@ class RolloutWatcher:
             usage = usage_of_line(obj, window)
             if usage is not None:
                 newest = self.latest = usage
+                if obj.get("type") == "event_msg":
+                    self.token_counts += 1
         return newest

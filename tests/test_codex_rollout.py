@@ -112,6 +112,7 @@ def test_a_usage_record_gives_the_figure_before_the_tool_runs_and_keeps_the_know
         watcher.poll()
         append(path, line(usage_record(12_700, 25_160)))
         assert watcher.poll() == RolloutUsage(12_700, WINDOW, 25_160)
+        assert watcher.token_counts == 1  # the record is not a token_count
 
 
 def test_only_new_bytes_are_read_each_poll(home: Path) -> None:

@@ -44,8 +44,8 @@ def conversation(*steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_done_steps_and_failures_come_from_the_calls_and_their_outputs() -> None:
     items = conversation(step(1), step(2), step(3, 1, "bash: steps.txt: Read-only file system"))
-    done, failed = conversation_steps(items)
-    assert done == [1, 2]
+    done, failed, unverified = conversation_steps(items)
+    assert done == [1, 2] and unverified == []
     assert failed == ['`{"cmd": "echo \\"step 3\\" >> steps.txt"}` failed (exit 1): '
                       "bash: steps.txt: Read-only file system"]
 
@@ -75,6 +75,16 @@ def test_the_answer_is_json_state_from_the_conversation() -> None:
                                  'Appended "step 2" to steps.txt (exit code 0).']
     assert state["next_actions"] == ['Append "step 3" to steps.txt with one shell command.']
     assert state["errors"] == []
+
+
+def test_a_call_codex_answered_aborted_is_next_with_a_warning() -> None:
+    cut = step(3)
+    cut[1]["output"] = "aborted"  # what Codex 0.169.0 puts in for a call it was stopped in
+    items = [*conversation(step(1), step(2), cut), user(ASK)]
+    assert conversation_steps(items) == ([1, 2], [], [3])
+    state = json.loads(handoff_answer(items))
+    assert state["next_actions"][0].startswith('Append "step 3" to steps.txt')
+    assert "check steps.txt first" in state["next_actions"][0]
 
 
 def test_the_request_is_ignored_in_ignore_mode(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,11 @@ turn must refuse. What was done is read from steps.txt, never from aether's reco
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,7 @@ import pytest
 from realcli import cli, codex_args, codex_env, explain, fake_server, json_lines, run_cli, steps_done
 
 from aether_cli.codex_handoff import HandoffResult, run_handoff
+from aether_cli.codex_rollout import RolloutWatcher
 
 BASE, PER_TURN = 12_000, 100
 PROMPT = 'Append "step K" to steps.txt for K = 1..5, one shell command each.'
@@ -115,3 +121,58 @@ def test_the_handoff_argv_passes_the_real_parser(project: Path, tmp_path: Path) 
     lines = [orjson.loads(ln) for ln in rollout.read_bytes().splitlines()]
     policies = [ln["payload"].get("sandbox_policy") for ln in lines if ln.get("type") == "turn_context"]
     assert policies[-1] == {"type": "read-only"}, policies
+
+
+def stop_after_first_command(
+    project: Path, tmp_path: Path, *, wait_for_record: bool
+) -> tuple[str, dict[str, str]]:
+    """Run Codex on 5 steps and SIGTERM its process group (as aether does) once a command completed.
+
+    `wait_for_record`: first wait until the rollout shows the `token_count` Codex writes right
+    after it records the command's output in the thread.
+    """
+    env = codex_env(tmp_path / "codex-home")
+    watcher: RolloutWatcher | None = None
+    with fake_server(
+        "fake_openai.py", project, tmp_path / "first", steps=5, base_tokens=BASE, tokens_per_turn=PER_TURN
+    ) as fake, subprocess.Popen(
+        [cli("codex"), *codex_args(fake.port, PROMPT)[1:]], cwd=project, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    ) as proc:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = orjson.loads(raw)
+            if line["type"] == "thread.started":
+                watcher = RolloutWatcher(tmp_path / "codex-home", line["thread_id"], rescan_seconds=0.02)
+            if line["type"] == "item.completed" and line["item"]["type"] == "command_execution":
+                deadline = time.monotonic() + 20
+                while wait_for_record and watcher and watcher.token_counts < 1:
+                    assert time.monotonic() < deadline, watcher.note
+                    watcher.poll()
+                    time.sleep(0.005)
+                os.killpg(proc.pid, signal.SIGTERM)
+                break
+        proc.wait(timeout=30)
+    assert watcher is not None
+    watcher.close()
+    return watcher.thread_id, env
+
+
+@pytest.mark.parametrize("wait_for_record", [False, True], ids=["at-item-completed", "after-token-count"])
+def test_a_thread_stopped_mid_turn_still_writes_its_handoff(
+    project: Path, tmp_path: Path, wait_for_record: bool
+) -> None:
+    thread, env = stop_after_first_command(project, tmp_path, wait_for_record=wait_for_record)
+    done = steps_done(project)
+    assert 1 <= len(done) < 5, done
+
+    result, requests = handoff(project, tmp_path, thread, env)
+    assert result.state is not None, (result, requests)
+    said = [int(m) for p in result.state["progress"] for m in re.findall(r"step (\d+)", p)]
+    nxt = int(re.findall(r"step (\d+)", result.state["next_actions"][0])[0])
+    # What it says is done was done; what it says is next is at most one step back (a redo).
+    assert set(said) <= set(done) and len(done) <= nxt <= len(done) + 1, (said, nxt, done)
+    assert steps_done(project) == done
+    if wait_for_record:
+        # Stopped once Codex had recorded the output: the thread knows step 1 ran.
+        assert 1 in said, (said, done)

@@ -152,11 +152,14 @@ def _error_line(output: str) -> str:
     return (after or lines or ["(no output)"])[-1]
 
 
-def conversation_steps(items: list[Any]) -> tuple[list[int], list[str]]:
-    """The steps this conversation's commands completed (in order), and its failed commands' errors."""
+def conversation_steps(items: list[Any]) -> tuple[list[int], list[str], list[int]]:
+    """What this conversation's commands show: the steps completed (in order), the failed
+    commands' errors, and the steps whose command has no exit code to show (Codex answers a call
+    it was stopped in with the output "aborted")."""
     commands: dict[str, str] = {}
     done: list[int] = []
     failed: list[str] = []
+    unverified: list[int] = []
     for item in items:
         if not isinstance(item, dict):
             continue
@@ -169,9 +172,11 @@ def conversation_steps(items: list[Any]) -> tuple[list[int], list[str]]:
             step = _STEP_COMMAND.search(command)
             if code == 0 and step:
                 done.append(int(step.group(1)))
+            elif code is None and step:
+                unverified.append(int(step.group(1)))
             elif code not in (0, None):
                 failed.append(f"`{command}` failed (exit {code}): {_error_line(output)}")
-    return done, failed
+    return done, failed, unverified
 
 
 def is_handoff_request(items: list[Any]) -> bool:
@@ -185,15 +190,16 @@ def is_handoff_request(items: list[Any]) -> bool:
 
 def handoff_answer(items: list[Any]) -> str:
     """The state as a JSON object, from what the conversation shows and nothing else."""
-    done, failed = conversation_steps(items)
+    done, failed, unverified = conversation_steps(items)
     last = max(done, default=0)
     progress = [f'Appended "step {k}" to steps.txt (exit code 0).' for k in sorted(set(done))]
+    step = f'Append "step {last + 1}" to steps.txt with one shell command.'
+    if last + 1 in unverified:
+        step += " Its last run was cut off before its result came back: check steps.txt first."
     state = {
         "objective": first_user_text(items) or "the task in the first message",
         "progress": progress,
-        "next_actions": [f'Append "step {last + 1}" to steps.txt with one shell command.']
-        if done
-        else ["Start the task in the first message."],
+        "next_actions": [step] if done or unverified else ["Start the task in the first message."],
         "state": {"file": "steps.txt", "last_step_done": last},
         "errors": failed[-3:],
         "resume_instructions": f"Continue at step {last + 1}.",
