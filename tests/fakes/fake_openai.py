@@ -8,12 +8,20 @@ output item's added/delta/done events, then response.completed with usage), else
 object. The shell call takes the shape of the shell tool the request offers, so the fake follows
 whatever Codex build drives it: `shell_command` / `exec_command` (a command string), `shell`
 (an argv list) or the built-in `local_shell` (a local_shell_call item).
+
+A handoff request (the latest user message asks for the state as JSON, in whatever words) is
+answered, as a model would, with a JSON object built only from the conversation it was sent:
+the steps its own commands completed, the next one, and the commands that failed. With
+FAKE_OPENAI_HANDOFF=ignore in its environment it ignores the request and keeps working. After a
+command that failed, it stops and says so instead of retrying.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
+import re
 import sys
 import time
 import uuid
@@ -32,6 +40,15 @@ from fakes.scenario import Turn, clean_text
 SHELL_TOOLS = ("shell_command", "exec_command", "shell")
 # Codex injects context as user messages: <environment_context>, <user_instructions>, AGENTS.md.
 WRAPPERS = ("<", "# AGENTS.md")
+HANDOFF_ENV = "FAKE_OPENAI_HANDOFF"  # "answer" (the default) or "ignore"
+# What makes a message a request for a handoff, as a reader would take it: JSON, and a handoff.
+_ASKS_JSON = re.compile(r"\bJSON\b", re.I)
+_ASKS_HANDOFF = re.compile(
+    r"hand-?\s?off|hand (?:it )?over|checkpoint|context (?:is|will be)\b.{0,30}reset", re.I
+)
+_STEP_COMMAND = re.compile(r'echo \\?"step (\d+)\\?" >> steps\.txt')
+_OUTPUTS = ("function_call_output", "local_shell_call_output")
+_EXIT_CODE = re.compile(r'(?:exited with code|exit code:?|"exit_code":\s*)\s*(-?\d+)')
 
 
 def _id(prefix: str) -> str:
@@ -105,6 +122,111 @@ def _call_item(tool: str, command: str, status: str) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------ reading the conversation, as a model would
+
+
+def _call_command(item: dict[str, Any]) -> str:
+    """The shell command a function_call / local_shell_call item of the conversation ran."""
+    if item.get("type") == "local_shell_call":
+        action = item.get("action") if isinstance(item.get("action"), dict) else {}
+        command = action.get("command")
+        return " ".join(map(str, command)) if isinstance(command, list) else ""
+    return str(item.get("arguments", ""))
+
+
+def _output_text(item: dict[str, Any]) -> str:
+    output = item.get("output")
+    if isinstance(output, dict):
+        output = output.get("content") or output.get("output") or json.dumps(output)
+    return output if isinstance(output, str) else _item_text({"content": output})
+
+
+def _exit_code(output: str) -> int | None:
+    match = _EXIT_CODE.search(output)
+    return int(match.group(1)) if match else None
+
+
+def _error_line(output: str) -> str:
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    after = lines[lines.index("Output:") + 1 :] if "Output:" in lines else lines
+    return (after or lines or ["(no output)"])[-1]
+
+
+def conversation_steps(items: list[Any]) -> tuple[list[int], list[str], list[int]]:
+    """What this conversation's commands show: the steps completed (in order), the failed
+    commands' errors, and the steps whose command has no exit code to show (Codex answers a call
+    it was stopped in with the output "aborted")."""
+    commands: dict[str, str] = {}
+    done: list[int] = []
+    failed: list[str] = []
+    unverified: list[int] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") in ("function_call", "local_shell_call"):
+            commands[str(item.get("call_id"))] = _call_command(item)
+        elif item.get("type") in _OUTPUTS:
+            command = commands.get(str(item.get("call_id")), "")
+            output = _output_text(item)
+            code = _exit_code(output)
+            step = _STEP_COMMAND.search(command)
+            if code == 0 and step:
+                done.append(int(step.group(1)))
+            elif code is None and step:
+                unverified.append(int(step.group(1)))
+            elif code not in (0, None):
+                failed.append(f"`{command}` failed (exit {code}): {_error_line(output)}")
+    return done, failed, unverified
+
+
+def is_handoff_request(items: list[Any]) -> bool:
+    """Whether the latest message is the user asking for the state as JSON."""
+    last = items[-1] if items else None
+    if not isinstance(last, dict) or last.get("role") != "user":
+        return False
+    text = _item_text(last)
+    return bool(_ASKS_JSON.search(text) and _ASKS_HANDOFF.search(text))
+
+
+def handoff_answer(items: list[Any]) -> str:
+    """The state as a JSON object, from what the conversation shows and nothing else."""
+    done, failed, unverified = conversation_steps(items)
+    last = max(done, default=0)
+    progress = [f'Appended "step {k}" to steps.txt (exit code 0).' for k in sorted(set(done))]
+    step = f'Append "step {last + 1}" to steps.txt with one shell command.'
+    if last + 1 in unverified:
+        step += " Its last run was cut off before its result came back: check steps.txt first."
+    state = {
+        "objective": first_user_text(items) or "the task in the first message",
+        "progress": progress,
+        "next_actions": [step] if done or unverified else ["Start the task in the first message."],
+        "state": {"file": "steps.txt", "last_step_done": last},
+        "errors": failed[-3:],
+        "resume_instructions": f"Continue at step {last + 1}.",
+    }
+    return json.dumps(state)
+
+
+def failed_last_call(items: list[Any]) -> str | None:
+    """The error of the command whose output is the conversation's latest item, if it failed."""
+    last = items[-1] if items else None
+    if not isinstance(last, dict) or last.get("type") not in _OUTPUTS:
+        return None
+    output = _output_text(last)
+    code = _exit_code(output)
+    return _error_line(output) if code not in (0, None) else None
+
+
+def special_turn(items: list[Any]) -> tuple[Turn, str] | None:
+    """A turn the conversation itself calls for (a handoff, a failed command), or None."""
+    if is_handoff_request(items) and os.environ.get(HANDOFF_ENV, "answer") != "ignore":
+        return Turn("final", 0, "", handoff_answer(items)), "handoff"
+    error = failed_last_call(items)
+    if error is not None:
+        return Turn("final", 0, "", f"The last command failed: {error}. Stopping here."), "stopped"
+    return None
+
+
 def _validate(body: dict[str, Any]) -> list[Any]:
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise BadRequest("model: a non-empty string is required")
@@ -136,13 +258,20 @@ class OpenAIHandler(FakeHandler):
         items = _validate(body)
         scenario = self.server.scenario
         tool = shell_tool(body)
-        if tool is None:
+        special = special_turn(items)
+        if special is not None:
+            turn, kind = special
+        elif tool is None:
             turn = Turn("final", 0, "", "I need a shell tool for this task.")
             kind = "no_shell"
         else:
             turn = scenario.next_turn()
             kind = turn.kind
         total = scenario.context_tokens(len(items))
+        output = [_message_item(turn.text)]
+        if turn.kind == "tool" and tool is not None:
+            output.append(_call_item(tool, turn.command, "completed"))
+        out_tokens = 10 + 10 * len(output)
         self.server.log.write(
             {
                 "path": self.path,
@@ -154,12 +283,10 @@ class OpenAIHandler(FakeHandler):
                 "model": body["model"],
                 "tool": tool,
                 "first_user": first_user_text(items),
+                "handoff_request": is_handoff_request(items),
+                "output_tokens": out_tokens,
             }
         )
-        output = [_message_item(turn.text)]
-        if turn.kind == "tool" and tool is not None:
-            output.append(_call_item(tool, turn.command, "completed"))
-        out_tokens = 10 + 10 * len(output)
         usage = {
             "input_tokens": total,
             # Cached tokens are part of input_tokens in this API, not added to it.
