@@ -239,7 +239,11 @@ def claude_episode(ids: Ids, session: Session, actions: list, window: int, last:
         ep.text("All done for now; the open todos are listed above.")
         ep.result("All done for now; the open todos are listed above.")
     else:
+        # The threshold is crossed on this text; the real CLI then goes on with the turn (a
+        # tool call and its result) before aether's step-boundary stop. A read-only look
+        # at the tree adds no fact.
         ep.text("Continuing with the next step.", CROSS_AT)
+        ep.call(Call("Bash", {"command": "git status --short"}, ""))
     return ep.lines
 
 
