@@ -12,13 +12,15 @@ import orjson
 import pytest
 
 from aether_cli import protocol as P
-from aether_cli.adapters.base import Outcome
+from aether_cli.adapters.base import Outcome, StreamStarted
 from aether_cli.budget import Budget
+from aether_cli.codex_rollout import RolloutWatcher
 from aether_cli.episode_log import EpisodeLog
 from aether_cli.reporter import NullReporter
 from aether_cli.settings import Settings
 from aether_cli.store import MemoryStore
 from aether_cli.supervisor.episode import Episode, Phase
+from aether_cli.supervisor.rollout_follow import RolloutFollower
 from aether_cli.supervisor.run_state import AgentFacts, Signals
 
 WINDOW = 1000
@@ -90,7 +92,12 @@ class Harness:
 
 
 def make(
-    tmp_path: Path, settings: Settings = SETTINGS, *, protocol_format: bool = True, safe_point: str = "calls"
+    tmp_path: Path,
+    settings: Settings = SETTINGS,
+    *,
+    protocol_format: bool = True,
+    safe_point: str = "calls",
+    follower: RolloutFollower | None = None,
 ) -> Harness:
     store = MemoryStore(tmp_path / ".memory")
     store.init()
@@ -113,6 +120,7 @@ def make(
         window=lambda: WINDOW,
         protocol_format=protocol_format,
         safe_point=safe_point,
+        follower=follower,
     )
     return Harness(ep, child, records, signals)
 
@@ -411,3 +419,82 @@ def test_a_usage_past_64_bits_is_a_malformed_line_not_a_crash(tmp_path: Path) ->
     h.tick()
     assert h.ep.phase is Phase.RUNNING
     assert orjson.dumps(h.ep.figures())  # the heartbeat can be written
+
+
+# ------------------------------------------------------------ Codex's rollout file
+
+THREAD = "01a24645-38fe-7c11-989a-3fefb198cf84"
+
+
+def rollout_line(context: int, window: int = 2000) -> bytes:
+    info = {
+        "last_token_usage": {"input_tokens": context, "output_tokens": 10},
+        "model_context_window": window,
+    }
+    return orjson.dumps({"type": "event_msg", "payload": {"type": "token_count", "info": info}}) + b"\n"
+
+
+def codex(tmp_path: Path) -> tuple[Harness, Path]:
+    home = tmp_path / "codex_home"
+    day = home / "sessions" / "2026" / "12" / "05"
+    day.mkdir(parents=True)
+    path = day / f"rollout-2026-12-05T12-54-31-{THREAD}.jsonl"
+    path.write_bytes(b'{"type": "session_meta", "payload": {}}\n')
+    follower = RolloutFollower(lambda tid: RolloutWatcher(home, tid, rescan_seconds=0))
+    h = make(tmp_path, protocol_format=False, safe_point="turns", follower=follower)
+    h.ep.take("events", ([StreamStarted({}, session_id=THREAD)], [0], 0))
+    return h, path
+
+
+def append(path: Path, data: bytes) -> None:
+    with path.open("ab") as fh:
+        fh.write(data)
+
+
+def test_codexs_own_context_figure_replaces_the_count_and_crosses_the_threshold(tmp_path: Path) -> None:
+    h, path = codex(tmp_path)
+    h.tick()
+    assert not h.ep.budget.reported
+    append(path, rollout_line(850, window=2000))
+    h.tick(0.3)
+    assert h.ep.budget.reported and h.ep.budget.used == 850
+    assert h.ep.budget.window == WINDOW, "the user's window (the harness's) stays"
+    assert h.ep.phase is Phase.SAFE_POINT, "0.85 of the window: the checkpoint is wanted"
+    assert ("usage", {"context_tokens": 850, "window": 2000, "source": "rollout"}) in h.records
+
+
+def test_codex_is_stopped_only_once_the_completed_steps_output_is_in_its_thread(tmp_path: Path) -> None:
+    h, path = codex(tmp_path)
+    h.say({"type": "tool_call", "id": "c1", "name": "shell", "input": {"command": "echo 4 >> s"}})
+    append(path, rollout_line(850))
+    h.tick(0.3)
+    assert h.ep.phase is Phase.SAFE_POINT
+    h.say({"type": "tool_result", "id": "c1", "output": ""})
+    h.tick(0.1)
+    assert "stop" not in h.child.commands(), "Codex has not recorded the output yet"
+    append(path, rollout_line(870))  # written a moment after item.completed
+    h.tick(0.3)
+    assert h.ep.phase is Phase.STOPPING
+
+
+def test_without_a_rollout_file_a_completed_step_waits_a_moment_then_stops(tmp_path: Path) -> None:
+    h, path = codex(tmp_path)
+    path.unlink()
+    h.say({"type": "tool_call", "id": "c1", "name": "shell", "input": {"command": "ls"}}, tokens=850)
+    h.tick()
+    h.say({"type": "tool_result", "id": "c1", "output": ""})
+    h.tick(0.1)
+    assert h.ep.phase is Phase.SAFE_POINT
+    h.tick(0.3)
+    assert h.ep.phase is Phase.SAFE_POINT
+    h.tick(0.3)
+    assert h.ep.phase is Phase.STOPPING
+
+
+def test_a_lying_rollout_file_cannot_crash_or_blow_the_budget(tmp_path: Path) -> None:
+    h, path = codex(tmp_path)
+    append(
+        path, b"garbage\n" + rollout_line(2**62) + rollout_line(-5) + b'{"type": "event_msg", "payload": 7}\n'
+    )
+    h.tick(0.3)
+    assert not h.ep.budget.reported and h.ep.phase is Phase.RUNNING

@@ -39,6 +39,7 @@ from aether_cli.reporter import Reporter
 from aether_cli.settings import Settings
 from aether_cli.supervisor.ends import EpisodeEnd, judge_failure
 from aether_cli.supervisor.redo import RedoMeter
+from aether_cli.supervisor.rollout_follow import RolloutFollower
 from aether_cli.supervisor.run_state import AgentFacts, Signals, utc_now
 from aether_cli.tokens import estimate_bytes
 
@@ -107,6 +108,7 @@ class Episode:
     protocol_format: bool = True  # the format is aether's protocol (else an adapter's events)
     safe_point: str = "calls"  # see SAFE_POINTS
     meter: RedoMeter | None = None
+    follower: RolloutFollower | None = None  # Codex: its rollout file's context figures
     speaks_protocol: bool = False
     can_rehydrate: bool = False
     triggers: Triggers = field(init=False)
@@ -197,6 +199,10 @@ class Episode:
         """What an event tells about the agent itself (its stream, window, compactions, verdict)."""
         if isinstance(ev, StreamStarted):
             self.agent.stream_session = ev.session_id or self.agent.stream_session
+            if self.follower is not None and ev.session_id:
+                self.follower.start(ev.session_id)
+                w = self.follower.watcher
+                self.record("rollout", thread=ev.session_id, home=str(w.home) if w else None)
         elif isinstance(ev, Compaction):
             self.compactions += 1
             self.agent.compactions += 1
@@ -229,6 +235,8 @@ class Episode:
         """Follow the turn: between steps once every call has its result or the turn ended."""
         if isinstance(ev, P.ToolResult):
             self.at_boundary = not self.log.open_calls
+            if self.at_boundary and self.follower is not None:
+                self.follower.step_completed()
         elif isinstance(ev, Outcome):
             self.at_boundary = True
         elif isinstance(ev, P.ToolCall | P.Usage) or (isinstance(ev, P.Message) and ev.role == "assistant"):
@@ -247,6 +255,10 @@ class Episode:
             # update, and recovery replays it, so a kill loses nothing.
             self.dirty_tasks[ev.id] = utc_now()
         self.triggers.event(ev, self.budget)
+        self._thresholds()
+
+    def _thresholds(self) -> None:
+        """Tell the agent and the triggers about each threshold the budget just crossed."""
         b = self.budget
         for level in b.crossed():
             self.child.send(P.cmd_budget(used=b.used, window=b.window, level=level))
@@ -262,6 +274,8 @@ class Episode:
         """Move the machine on at time `now`; an ending that needs no exit (in place), else None."""
         if self._fresh_output:
             self._fresh_output, self.last_output = False, now
+        if self.follower is not None and (usage := self.follower.poll(now)) is not None:
+            self._report_context(usage.context_tokens, usage.window)
         self._forward_signal(now)
         if self.phase is Phase.RUNNING:
             self._running(now)
@@ -275,6 +289,15 @@ class Episode:
         self._escalate(now)
         self._note_exit(now)
         return None
+
+    def _report_context(self, tokens: int, window: int | None) -> None:
+        """The agent's own figure of its context, from outside its stream (Codex's rollout)."""
+        if window and window >= 256 and window != self.agent.window:
+            self.agent.window = window
+            self.budget.window = self.window()
+        self.budget.report(tokens)
+        self.record("usage", context_tokens=tokens, window=window, source="rollout")
+        self._thresholds()
 
     def _forward_signal(self, now: float) -> None:
         """The user's signal goes to the child's group once; then the stop escalates."""
@@ -346,7 +369,9 @@ class Episode:
         if self.safe_point == "calls" or self.triggers.urgent:
             return True
         if self.safe_point == "turns":
-            return self.at_boundary
+            # Codex records a completed step's output in its thread a moment after printing
+            # it; stopped before that, the resumed thread has lost it and redoes the step.
+            return self.at_boundary and (self.follower is None or self.follower.recorded(now))
         return now - self.last_output >= QUIET_SECONDS
 
     def _at_safe_point(self, now: float) -> None:

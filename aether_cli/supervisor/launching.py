@@ -60,6 +60,7 @@ class Launcher:
         self.cwd = cwd
         self.child: Child | None = None
         self.gen = 0
+        self.env: dict[str, str] = {}  # the last launch's environment
 
     def launch(self, prompt: Prompt, spec: LaunchSpec) -> tuple[Child, list[str]]:
         """Start the agent with `prompt`; the child and its argv as the ledger keeps it."""
@@ -67,8 +68,9 @@ class Launcher:
         prompt_path = self.store.write_prompt(prompt.text)
         argv = self.argv(prompt.text, prompt_path, spec)
         self.gen += 1
+        self.env = self._env(prompt_path, spec)
         child = self.spawn_fn(
-            argv, env=self._env(prompt_path, spec), cwd=str(self.cwd), stdin_pipe=self.protocol_format
+            argv, env=self.env, cwd=str(self.cwd), stdin_pipe=self.protocol_format
         )
         self.child = child
         self.streams.start(child, self.gen)

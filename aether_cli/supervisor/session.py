@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aether_cli import codex_rollout
 from aether_cli import constants as C
 from aether_cli import protocol as P
 from aether_cli.adapters import context_overhead, detect_format, make_adapter
@@ -36,6 +37,7 @@ from aether_cli.supervisor.ends import EpisodeEnd
 from aether_cli.supervisor.episode import SAFE_POINTS, Episode
 from aether_cli.supervisor.launching import Launcher, LaunchSpec
 from aether_cli.supervisor.redo import RedoMeter
+from aether_cli.supervisor.rollout_follow import RolloutFollower
 from aether_cli.supervisor.run_state import AgentFacts, RunFacts, RunRecords, Signals, new_session_id
 from aether_cli.supervisor.streams import Streams
 from aether_cli.tokens import TokenCounter
@@ -243,30 +245,50 @@ class Session:
             protocol_format=self.protocol_format,
             safe_point=SAFE_POINTS.get(self.fmt, "calls"),
             meter=self.meter,
+            follower=self._follower(),
+        )
+
+    def _follower(self) -> RolloutFollower | None:
+        """For Codex, a follower of its rollout file (in the CODEX_HOME it was launched with)."""
+        if self.fmt != "codex":
+            return None
+        home = codex_rollout.codex_home(self.launcher.env)
+        if home is None:
+            return None
+        # Codex creates the file at its first request, just after it names the thread:
+        # look again soon, or a short first episode is over before the file is found.
+        return RolloutFollower(
+            lambda thread_id: codex_rollout.RolloutWatcher(home, thread_id, rescan_seconds=0.25)
         )
 
     def run_episode(self, ep: Episode) -> EpisodeEnd:
         """Feed the episode what the child says until it ends."""
-        while True:
-            item = self.streams.get(TICK)
-            if item is not None and item[1] == ep.gen:
-                ep.take(item[0], item[2])
-            now = self.clock()
-            end = ep.advance(now)
-            if end is not None:
-                return end
-            if ep.status is not None and (ep.eof or self.streams.gave_up_on_eof(ep.gen, ep.exited_at, now)):
-                if not ep.eof:
-                    # Gave up on a held pipe: what the readers already queued still counts.
-                    for kind, _gen, payload in self.streams.pending(ep.gen):
-                        ep.take(kind, payload, show=False)
-                return ep.verdict()
-            if now - self._last_beat >= HEARTBEAT_EVERY:
-                self.heartbeat(ep)
-            if now - self._last_reap >= REAP_EVERY:
-                # Descendants the agent orphaned are ours now (subreaper): no zombies.
-                self._last_reap = now
-                reap_orphans(keep=ep.child.pid)
+        try:
+            while True:
+                item = self.streams.get(TICK)
+                if item is not None and item[1] == ep.gen:
+                    ep.take(item[0], item[2])
+                now = self.clock()
+                end = ep.advance(now)
+                if end is not None:
+                    return end
+                if ep.status is not None and (
+                    ep.eof or self.streams.gave_up_on_eof(ep.gen, ep.exited_at, now)
+                ):
+                    if not ep.eof:
+                        # Gave up on a held pipe: what the readers already queued still counts.
+                        for kind, _gen, payload in self.streams.pending(ep.gen):
+                            ep.take(kind, payload, show=False)
+                    return ep.verdict()
+                if now - self._last_beat >= HEARTBEAT_EVERY:
+                    self.heartbeat(ep)
+                if now - self._last_reap >= REAP_EVERY:
+                    # Descendants the agent orphaned are ours now (subreaper): no zombies.
+                    self._last_reap = now
+                    reap_orphans(keep=ep.child.pid)
+        finally:
+            if ep.follower is not None:
+                ep.follower.close()
 
     def checkpoint(self, trigger: str, ep: Episode, note: str = "") -> dict[str, Any]:
         """Write the checkpoint of episode `ep` (and record its continuity figures)."""

@@ -71,14 +71,22 @@ def test_aether_relaunches_codex_until_every_step_is_done(project: Path, tmp_pat
 
 
 def test_codex_is_relaunched_by_its_context_budget_alone(project: Path, tmp_path: Path) -> None:
-    # No --max-steps: aether's own count must cross the threshold. Each step prints 300
-    # lines (about 600 tokens), so at a 14,000-token window (checkpoint at 11,200) the
-    # twelve steps fit in one episode unless Codex's own instructions and tools (the
-    # 8,500-token overhead aether adds for Codex) are counted too.
-    _fake, why = run_codex(project, tmp_path, "--context-window", "14000", step_output=300)
+    # No --max-steps: the context figure alone must cross the threshold. Each step prints
+    # 300 lines (about 600 tokens), so at a 20,000-token window (checkpoint at 16,000) the
+    # twelve steps fit in one episode unless Codex's own instructions and tools are counted:
+    # its rollout file's figure holds them (the 8,500-token overhead is the fallback).
+    _fake, why = run_codex(project, tmp_path, "--context-window", "20000", step_output=300)
     launches = [r for r in ledger(project) if r.get("kind") == "launch"]
     assert len(launches) >= 2, why
     assert {r["context_overhead"] for r in launches} == {8_500}, why
     assert_steps_once_each(project, STEPS, relaunches=len(launches) - 1)
     triggers = [c["trigger"] for c in checkpoints(project)]
     assert triggers == ["budget"] * (len(launches) - 1) + ["done"], why
+    # Codex's own figure from its rollout file replaced the estimate (issue 11, point 5).
+    rollout = [r for r in ledger(project) if r.get("kind") == "usage" and r.get("source") == "rollout"]
+    assert rollout, why
+    cks = checkpoints(project)
+    assert all(c["tokenizer"] == "reported" for c in cks if c["trigger"] == "budget"), why
+    print(
+        f"\ncodex under aether: {len(launches)} launches; rollout figures {[r['context_tokens'] for r in rollout]}"
+    )
