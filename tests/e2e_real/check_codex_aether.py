@@ -87,6 +87,5 @@ def test_codex_is_relaunched_by_its_context_budget_alone(project: Path, tmp_path
     assert rollout, why
     cks = checkpoints(project)
     assert all(c["tokenizer"] == "reported" for c in cks if c["trigger"] == "budget"), why
-    print(
-        f"\ncodex under aether: {len(launches)} launches; rollout figures {[r['context_tokens'] for r in rollout]}"
-    )
+    figures = [r["context_tokens"] for r in rollout]
+    print(f"\ncodex under aether: {len(launches)} launches; rollout figures {figures}")
