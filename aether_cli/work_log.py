@@ -120,6 +120,11 @@ class StepLog:
             self._push({**entry, "n": entry["n"] + offset})
         self.total = offset + later.total
 
+    def fold_to(self, keep: int) -> None:
+        """Fold all but the last `keep` recent steps into ranges (to make a checkpoint smaller)."""
+        while len(self.recent) > max(0, keep):
+            self._fold(self.recent.popleft())
+
     # ------------------------------------------------------------ views
 
     @property
