@@ -30,8 +30,8 @@ SUMMARY_CHARS = 200
 
 DONE_SO_FAR = "Done so far: "
 LEGACY_LAST_MESSAGE = "Last message: "
-INTERRUPTED = "Interrupted (started, no result seen): "
-ANNOUNCED = "Announced but never run: "
+INTERRUPTED = "Check the interrupted call (started, no result seen), then redo it if needed: "
+ANNOUNCED = "Run the call that was announced but never started: "
 CONTINUE_AFTER = "Continue after call "
 _UNFINISHED_ORDER = ("in_progress", "pending", "blocked")
 
@@ -167,10 +167,9 @@ def open_call_actions(log: EpisodeLog) -> list[str]:
     """Next action 1: the call that was interrupted, or announced and never run, if any."""
     actions = []
     for call in log.interrupted_calls:
-        shown = identity(call.name, call.input).call
-        actions.append(f"{INTERRUPTED}{shown}; check what it did before trusting it, and redo it if needed.")
+        actions.append(INTERRUPTED + identity(call.name, call.input).call)
     for call in log.announced_calls:
-        actions.append(f"{ANNOUNCED}{identity(call.name, call.input).call}; run it now.")
+        actions.append(ANNOUNCED + identity(call.name, call.input).call)
     return actions
 
 

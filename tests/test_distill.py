@@ -184,7 +184,10 @@ def test_rejected_agent_checkpoint_falls_back_to_rules(state: dict, reason: str)
     assert draft["distiller"] == "rules"
     assert draft["distiller_note"] == f"{reason}; checkpoint answer late"
     # The call left open comes first, then the tasks' next actions.
-    assert draft["next_actions"][0].startswith("Interrupted (started, no result seen): write_file src/imp.py")
+    assert draft["next_actions"][0] == (
+        "Check the interrupted call (started, no result seen), then redo it if needed: "
+        "write_file src/imp.py"
+    )
     assert draft["next_actions"][1] == "Handle quoted newlines in src/imp.py:parse_row"
 
 
@@ -211,8 +214,8 @@ def test_rules_keep_paths_errors_next_actions_constraints_decisions() -> None:
     assert draft["distiller"] == "rules"
     # The call left open first; then in_progress, pending, blocked; done tasks contribute nothing.
     assert draft["next_actions"] == [
-        "Interrupted (started, no result seen): write_file src/imp.py; check what it did before "
-        "trusting it, and redo it if needed.",
+        "Check the interrupted call (started, no result seen), then redo it if needed: "
+        "write_file src/imp.py",
         "Handle quoted newlines in src/imp.py:parse_row",
         "Document --strict in docs/cli.md",
         "Ask about the encoding",
