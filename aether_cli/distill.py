@@ -137,7 +137,8 @@ def _merge_state(
     constraints: list[str], carried: Carried,
 ) -> dict[str, Any]:
     """`base` plus the facts aether keeps across episodes, deduped and capped."""
-    state = dict(base)
+    # aether owns these keys: what the agent put there is replaced, or removed if aether has none.
+    state = {k: v for k, v in base.items() if k not in ("todos", "files_changed")}
     state.update(carried.state())
 
     def old(key: str) -> list[str]:
