@@ -75,6 +75,8 @@ _REHYDRATE_STEPS = (
     Step("resume", 0, "resume_instructions:standard text used"),
 )
 LAST_INTENT_CHARS = 300
+MAX_DONE_SHOWN = 10
+TODO_PREFIX = "todo-"  # the ids adapters give the items of an agent's todo list
 # Next actions the rules wrote for an open call: the call is then not listed twice.
 _OPEN_CALL_ACTIONS = (INTERRUPTED, ANNOUNCED)
 
@@ -184,17 +186,34 @@ def _percent(task: dict[str, Any]) -> int:
     return round(min(1.0, max(0.0, float(p))) * 100)
 
 
+def _todo_titles(state: dict[str, Any]) -> set[str] | None:
+    """The texts of the agent's latest todo list, None if the checkpoint has none."""
+    todos = state.get("todos")
+    if not isinstance(todos, list):
+        return None
+    return {t["text"].strip() for t in todos if isinstance(t, dict) and isinstance(t.get("text"), str)}
+
+
 def _split_tasks(
-    tasks: list[dict], checkpoint_tasks: Any
+    tasks: list[dict], checkpoint_tasks: Any, todo_titles: set[str] | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The unfinished tasks (in progress, then pending, then blocked) and the finished ones."""
+    """The unfinished tasks (in progress, then pending, then blocked) and the finished ones
+    (the latest MAX_DONE_SHOWN, by when they were updated).
+
+    A todo (a task an adapter made from a TodoWrite or todo_list item, id
+    `todo-…`) that the agent's latest todo list no longer has was dropped by
+    the agent: it is not listed as unfinished.
+    """
     all_tasks = _merge_tasks(tasks, checkpoint_tasks)
     rank = {s: i for i, s in enumerate(_UNFINISHED_ORDER)}
     unfinished = sorted(
-        (t for t in all_tasks if t.get("status") != "done"),
+        (t for t in all_tasks if t.get("status") != "done"
+         and not (todo_titles is not None and t["id"].startswith(TODO_PREFIX)
+                  and _str(t.get("title")).strip() not in todo_titles)),
         key=lambda t: rank.get(_str(t.get("status")), len(rank)),
     )
     done = [t for t in all_tasks if t.get("status") == "done"]
+    done.sort(key=lambda t: _str(t.get("updated_at")))  # stable: without stamps, the given order
     return unfinished, done
 
 
@@ -237,6 +256,14 @@ def _open_calls(chk: dict[str, Any], state: dict[str, Any]) -> list[str]:
     ]
 
 
+def _done_lines(done: list[dict[str, Any]]) -> list[str]:
+    """The latest finished tasks, one line each; older ones only counted, so the list stays flat."""
+    lines = [f"- {t['id']} {_str(t.get('title'))}".rstrip() for t in done[-MAX_DONE_SHOWN:]]
+    if len(done) > MAX_DONE_SHOWN:
+        lines.insert(0, f"- ({len(done) - MAX_DONE_SHOWN} earlier finished tasks not listed)")
+    return lines
+
+
 def _rehydrate_pools(
     chk: dict[str, Any], state: dict[str, Any], tasks: tuple[list[dict[str, Any]], list[dict[str, Any]]],
     fact_pool: Pool,
@@ -256,7 +283,7 @@ def _rehydrate_pools(
         "facts": fact_pool,
         "decisions": Pool(_strs(state.get("decisions"))),
         "progress": Pool(_strs(chk.get("progress"))),
-        "done_tasks": Pool([f"- {t['id']} {_str(t.get('title'))}".rstrip() for t in done]),
+        "done_tasks": Pool(_done_lines(done)),
         "last_intent": Pool([last_intent] if last_intent else []),
         "constraints": Pool(_strs(state.get("constraints"))),
         "files_written": Pool(_written_not_changed(_strs(state.get("files_modified")), changed)),
@@ -346,7 +373,7 @@ def rehydrate_prompt(
     chk = checkpoint if isinstance(checkpoint, dict) else {}
     raw_state = chk.get("state")
     state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
-    unfinished, done = _split_tasks(tasks, chk.get("tasks"))
+    unfinished, done = _split_tasks(tasks, chk.get("tasks"), _todo_titles(state))
     pinned, fact_pool = _facts(facts)
     fixed = _Mandatory(
         objective=_str(chk.get("objective")).strip() or "(no objective recorded)",
