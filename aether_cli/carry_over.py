@@ -190,8 +190,8 @@ def rules_next_actions(
     elif not actions and steps.last is not None:
         last = steps.last
         actions.append(
-            f"{CONTINUE_AFTER}{last['n']} ({last['call']} → {last['outcome']}), the last one "
-            "finished; do not redo finished calls."
+            f"{CONTINUE_AFTER}{last['n']} ({last['call']}), the last one "
+            "finished; do not redo calls that succeeded."
         )
     if not actions:
         actions = [f"Continue with the objective: {objective}"]

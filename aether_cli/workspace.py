@@ -92,13 +92,14 @@ def _git_bounded(args: list[str], cwd: Path, deadline: float) -> bytes | None:
         try:
             code = proc.wait(max(0.0, deadline - time.monotonic()) + 0.5)
         except subprocess.TimeoutExpired:
-            proc.kill()
             return None
-    if code != 0:
-        return None
-    # Cut output ends in the middle of a record: drop the partial last one.
+    if complete:
+        return b"".join(chunks) if code == 0 else None
+    if size < MAX_GIT_BYTES:
+        return None  # out of time: a part of the answer could mislead
+    # Cut at the size limit: keep the whole records only.
     data = b"".join(chunks)[:MAX_GIT_BYTES]
-    return data if complete else data[: data.rfind(b"\0") + 1]
+    return data[: data.rfind(b"\0") + 1]
 
 
 def is_commit(value: str) -> bool:

@@ -133,8 +133,8 @@ def test_progress_says_what_is_done_and_next_follows_the_last_call() -> None:
         'Bash: echo "step 3" >> steps.txt \u2192 ok.'
     ]
     assert ck["next_actions"] == [
-        f'{CONTINUE_AFTER}3 (Bash: echo "step 3" >> steps.txt \u2192 ok), the last one finished; '
-        "do not redo finished calls."
+        f'{CONTINUE_AFTER}3 (Bash: echo "step 3" >> steps.txt), the last one finished; '
+        "do not redo calls that succeeded."
     ]
     assert ck["state"]["last_message"] == "Now step 4."
     assert ck["state"]["files_modified"] == ["steps.txt"]
