@@ -160,7 +160,7 @@ def _merge_state(
     state["announced_calls"] = [
         f"{call.name} {short_input(call.input, MAX_INTERRUPTED_INPUT)}" for call in log.announced_calls
     ]
-    state["last_message"] = log.last_assistant or _str(base.get("last_message"))
+    state["last_message"] = log.last_words or _str(base.get("last_message"))
     return state
 
 

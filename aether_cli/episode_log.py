@@ -27,6 +27,7 @@ from aether_cli.protocol import (
     MemoryOp,
     Message,
     TaskUpdate,
+    Text,
     ToolCall,
     ToolResult,
 )
@@ -56,6 +57,7 @@ MAX_PATH_CHARS = 1024
 MAX_ERRORS = 10
 MAX_ERROR_CHARS = 500
 MAX_LAST_ASSISTANT_CHARS = 2000
+MAX_TEXT_TAIL_LINES = 5
 MAX_USER_MESSAGES = 20
 MAX_USER_MESSAGE_CHARS = 1000
 MAX_DECISIONS = 10
@@ -124,6 +126,8 @@ class EpisodeLog:
         self.files_modified: list[str] = []
         self.errors: list[str] = []
         self.last_assistant = ""
+        # A plain-text agent's last output lines: its only words when it sends no messages.
+        self._text_tail: deque[str] = deque(maxlen=MAX_TEXT_TAIL_LINES)
         self.user_messages: list[str] = []
         self.decisions: list[str] = []
         self._memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -149,6 +153,13 @@ class EpisodeLog:
         announced, never as if it had run.
         """
         return [summary for cid, summary in self._recent if cid not in self.open_calls]
+
+    @property
+    def last_words(self) -> str:
+        """The agent's last message, or, from an agent that sent none, its last output lines."""
+        if self.last_assistant:
+            return self.last_assistant
+        return cap("\n".join(self._text_tail), MAX_LAST_ASSISTANT_CHARS)
 
     def mark_stopping(self) -> None:
         """Note that aether has begun stopping the agent: a call announced from now on never ran."""
@@ -205,6 +216,8 @@ class EpisodeLog:
             self.agent_checkpoint = ev.state
         elif isinstance(ev, Done):
             self.done = ev
+        elif isinstance(ev, Text) and ev.text.strip():
+            self._text_tail.append(cap(ev.text.strip(), MAX_LAST_ASSISTANT_CHARS))
         elif isinstance(ev, Log) and ev.level.lower() in _ERROR_LEVELS and ev.text:
             _push_unique(self.errors, cap(ev.text, MAX_ERROR_CHARS), MAX_ERRORS)
             _push_unique(self.other_errors, cap(ev.text, MAX_ERROR_CHARS), MAX_ERRORS)

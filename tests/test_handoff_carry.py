@@ -284,3 +284,16 @@ def test_an_oversized_draft_folds_the_work_log_before_losing_errors() -> None:
     assert "unresolved_errors beyond the last 5" not in trimmed
     assert len(small["state"]["unresolved_errors"]) == len(full["state"]["unresolved_errors"])
     assert small["state"]["work_log"]["total"] == 40
+
+
+def test_a_plain_text_agents_last_lines_are_its_last_intent() -> None:
+    eps = Episodes()
+    for i in range(12):
+        eps.log.add(P.Text({}, text=f"working on item {i}"))
+    eps.log.add(P.Text({}, text="   "))
+    ck = eps.checkpoint()
+    assert ck["state"]["last_message"] == "\n".join(f"working on item {i}" for i in range(7, 12))
+    assert ck["progress"] == []  # output lines are not progress
+    eps.log.add(P.Text({}, text="stray line"))
+    eps.say("The agent's own words win.")
+    assert eps.checkpoint()["state"]["last_message"] == "The agent's own words win."
