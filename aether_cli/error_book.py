@@ -21,6 +21,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
+from aether_cli.protocol import dumps_compact
 from aether_cli.shell_writes import simple_commands
 
 MAX_OPEN = 12
@@ -106,7 +107,12 @@ def first_error_line(lines: list[str]) -> str:
 def outcome(output: Any, is_error: bool) -> Outcome:
     """The outcome of a call from its result: an exit code line (Claude's first, Codex's last)
     is read and a non-zero one counts as failure even if the result did not say so."""
-    text = output if isinstance(output, str) else ("" if output is None else str(output)[:HEAD_CHARS])
+    if isinstance(output, str):
+        text = output
+    elif output is None or not is_error:
+        text = ""  # structured output says nothing of an exit code; only a failure's is read
+    else:
+        text = dumps_compact(output)[:HEAD_CHARS]
     lines = _lines(text)
     code = None
     for ln in (lines[:1] + lines[-1:]) if lines else []:

@@ -41,7 +41,8 @@ PYTEST = (
         ("npm ERR! missing script: tset\nsee log", True, False, None, "npm ERR! missing script: tset"),
         ("first line\nsecond line", True, False, None, "first line"),
         ("", True, False, None, ""),
-        ({"code": 2}, True, False, None, "{'code': 2}"),
+        ({"code": 2}, True, False, None, '{"code":2}'),
+        ({"code": 2}, False, True, None, ""),
         (None, True, False, None, ""),
         ("x" * 100_000 + "\nerror: at the end\nexit code 3", True, False, 3, "error: at the end"),
     ],
@@ -166,3 +167,11 @@ def test_a_tampered_entry_is_made_safe() -> None:
     assert entry is not None
     assert len(entry["key"]) <= 260 and len(entry["call"]) <= 160 and len(entry["error"]) <= 300
     assert entry["test"] is None and entry["exit"] is None and entry["step"] is None
+
+
+def test_deeply_nested_output_is_no_error() -> None:
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    assert outcome(deep, False).ok
+    assert not outcome(deep, True).ok
