@@ -56,6 +56,7 @@ class Carried:
     unresolved: list[dict[str, Any]]
     todos: list[dict[str, str]] | None
     files_changed: list[str] | None
+    texts: dict[str, str]  # this episode's open failures' outputs, verbatim, by key
 
     def state(self) -> dict[str, Any]:
         """The keys these add to a checkpoint's `state` (absent ones are left out)."""
@@ -70,8 +71,9 @@ class Carried:
         return out
 
     def error_lines(self) -> list[str]:
-        """The unresolved errors, one line each, oldest first."""
-        return [describe(e) for e in self.unresolved]
+        """The unresolved errors, oldest first: this episode's as the call's output, verbatim;
+        earlier episodes' as one line naming the call and its first error line."""
+        return [self.texts.get(e["key"]) or describe(e) for e in self.unresolved]
 
 
 def _todos(value: Any) -> list[dict[str, str]] | None:
@@ -122,6 +124,7 @@ def carry(log: EpisodeLog, parent_state: dict[str, Any], changed: list[dict[str,
         unresolved=log.error_book.carry(older, offset),
         todos=todos,
         files_changed=files_changed(changed),
+        texts=dict(log.error_book.texts),
     )
 
 

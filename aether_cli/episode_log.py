@@ -244,29 +244,30 @@ class EpisodeLog:
         call = self.open_calls.pop(ev.id, None)
         self._call_order.pop(ev.id, None)
         result = outcome(ev.output, ev.is_error)
+        out = ""
+        if not result.ok:
+            for entry in reversed(self._recent):
+                if entry[0] == ev.id and not entry[1].endswith(" -> error"):
+                    entry[1] += " -> error"
+                    break
+            out = ev.output if isinstance(ev.output, str) else protocol.dumps_compact(ev.output)
+            if not out.strip():
+                out = f"{call.name if call else 'a tool'} failed with no output"
+            out = cap(out, MAX_ERROR_CHARS)
+            _push_unique(self.errors, out, MAX_ERRORS)
+            if call is None:
+                _push_unique(self.other_errors, out, MAX_ERRORS)
         if call is not None:
-            self._finished(call, result)
-        if result.ok:
-            return
-        for entry in reversed(self._recent):
-            if entry[0] == ev.id and not entry[1].endswith(" -> error"):
-                entry[1] += " -> error"
-                break
-        out = ev.output if isinstance(ev.output, str) else protocol.dumps_compact(ev.output)
-        if not out.strip():
-            out = f"{call.name if call else 'a tool'} failed with no output"
-        _push_unique(self.errors, cap(out, MAX_ERROR_CHARS), MAX_ERRORS)
-        if call is None:
-            _push_unique(self.other_errors, cap(out, MAX_ERROR_CHARS), MAX_ERRORS)
+            self._finished(call, result, out)
 
-    def _finished(self, call: ToolCall, result: Outcome) -> None:
+    def _finished(self, call: ToolCall, result: Outcome, error_text: str) -> None:
         """A call got its result: a step of the work log, an error opened or cleared, files written."""
         ident = identity(call.name, call.input)
         n = self.steps.add(cap(call.name, 100), ident.call, result.ok, result.describe())
         if result.ok:
             self.error_book.succeeded(ident)
         else:
-            self.error_book.failed(ident, result, n)
+            self.error_book.failed(ident, result, n, error_text)
         command = shell_command(call.name, call.input)
         if command is not None:
             # The command ran (whatever its exit code): what it redirected to was opened.

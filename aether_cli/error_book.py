@@ -287,11 +287,12 @@ class ErrorBook:
     def __init__(self) -> None:
         """Nothing failed or succeeded yet."""
         self.open: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.texts: dict[str, str] = {}  # key → the failure's output, verbatim (capped by the caller)
         self._ok_keys: OrderedDict[str, None] = OrderedDict()
         self._ok_tests: deque[tuple[str, list[str]]] = deque(maxlen=MAX_OK_TESTS)
 
-    def failed(self, ident: Identity, result: Outcome, step: int) -> None:
-        """Record a failure (the newest of one identity replaces the older)."""
+    def failed(self, ident: Identity, result: Outcome, step: int, text: str = "") -> None:
+        """Record a failure (the newest of one identity replaces the older); `text` is its output."""
         # `grep` finding nothing, `test -f` saying no: exit 1 with nothing else said is an
         # answer, not an error to carry.
         if result.exit == 1 and not result.line:
@@ -305,8 +306,10 @@ class ErrorBook:
             "exit": result.exit,
             "step": step,
         }
+        self.texts[ident.key] = text
         while len(self.open) > MAX_OPEN:
-            self.open.popitem(last=False)
+            gone, _ = self.open.popitem(last=False)
+            self.texts.pop(gone, None)
 
     def succeeded(self, ident: Identity) -> None:
         """Record a success: it clears this episode's matching failures now, older ones at merge."""
@@ -318,6 +321,7 @@ class ErrorBook:
             self._ok_tests.append(ident.test)
         for key in [k for k, e in self.open.items() if self._clears(e, ident)]:
             del self.open[key]
+            self.texts.pop(key, None)
 
     @staticmethod
     def _clears(entry: dict[str, Any], ident: Identity) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 
 from aether_cli import constants as C
 from aether_cli.carry_over import ANNOUNCED, INTERRUPTED
+from aether_cli.error_book import describe, entry_from_state
 from aether_cli.prompt_fit import Counter, Cutter, Pool, Prompt, Step, fit
 from aether_cli.prompt_template import load_template, render
 from aether_cli.work_log import StepLog
@@ -247,6 +248,23 @@ def _open_todos(state: dict[str, Any], unfinished: list[dict[str, Any]]) -> list
     ]
 
 
+def _errors(chk: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    """The errors to show, least needed first: the checkpoint's own (the agent's, log lines),
+    then the unresolved ones, one line each naming the call, oldest first.
+
+    A work-log checkpoint's `errors` also hold its episode's failures verbatim
+    (tracebacks); those are shown as their one line, not again in full.
+    """
+    raw = state.get("unresolved_errors")
+    entries = [e for e in map(entry_from_state, raw if isinstance(raw, list) else []) if e]
+    lines = [describe(e) for e in entries]
+    others = [
+        x for x in _strs(chk.get("errors"))
+        if x not in lines and not any(e["error"] and e["error"] in x for e in entries)
+    ]
+    return others + lines
+
+
 def _open_calls(chk: dict[str, Any], state: dict[str, Any]) -> list[str]:
     """Interrupted and announced calls, unless the next actions already name them."""
     if any(a.startswith(_OPEN_CALL_ACTIONS) for a in _strs(chk.get("next_actions"))):
@@ -289,7 +307,7 @@ def _rehydrate_pools(
         "files_written": Pool(_written_not_changed(_strs(state.get("files_modified")), changed)),
         "files_changed": Pool(changed),
         "todos": Pool(_open_todos(state, unfinished)),
-        "errors": Pool(_strs(chk.get("errors"))),
+        "errors": Pool(_errors(chk, state)),
         "interrupted": Pool(_open_calls(chk, state)),
         "resume": Pool([resume] if resume.strip() else []),
     }
@@ -336,7 +354,7 @@ def _rehydrate_values(fixed: _Mandatory, pools: dict[str, Pool], cut: Cutter) ->
         ),
         "progress": _section("Progress so far", [f"- {cut(p)}" for p in pools["progress"].kept()]),
         "interrupted": _section("Interrupted tool calls (no result seen)", pools["interrupted"].kept()),
-        "errors": _section("Unresolved errors (verbatim)", bullets("errors")),
+        "errors": _section("Unresolved errors (first lines verbatim)", bullets("errors")),
         "todos": _section("Open todos", pools["todos"].kept()),
         "facts": _section("Known facts", pools["facts"].kept()),
         "constraints": _section("Constraints from the user", bullets("constraints")),

@@ -37,7 +37,6 @@ GOOD = {
 }
 
 TRACE = "Traceback (most recent call last):\n  File \"src/imp.py\", line 9\nKeyError: 'delimiter'"
-TRACE_LINE = "bash: pytest -x (call 3): KeyError: 'delimiter'"
 
 
 def realistic_episode(objective: str = "Ship the CSV importer") -> EpisodeLog:
@@ -127,8 +126,8 @@ def test_agent_checkpoint_is_used_and_enriched() -> None:
     assert draft["progress"] == GOOD["progress"]
     assert draft["next_actions"] == GOOD["next_actions"]
     assert draft["resume_instructions"] == GOOD["resume_instructions"]
-    # The agent's errors and the unresolved ones of the log (first error line, verbatim) both survive.
-    assert draft["errors"] == ["flake8: E501 line too long", TRACE_LINE]
+    # The agent's errors and the log's unresolved ones (verbatim) both survive.
+    assert draft["errors"] == ["flake8: E501 line too long", TRACE]
     # What summaries lose is merged in from the log.
     st = draft["state"]
     assert st["constraints"] == ["Python 3.11 only", "Never edit files under vendor/."]
@@ -220,7 +219,7 @@ def test_rules_keep_paths_errors_next_actions_constraints_decisions() -> None:
         "Document --strict in docs/cli.md",
         "Ask about the encoding",
     ]
-    assert draft["errors"] == [TRACE_LINE]
+    assert draft["errors"] == [TRACE]
     st = draft["state"]
     assert st["files_read"] == ["src/imp.py"]
     assert st["files_modified"] == ["src/Imp Utils/quoting.py", "src/imp.py"]
@@ -306,8 +305,8 @@ def test_carry_over_from_parent_checkpoint() -> None:
     assert st["files_modified"] == ["setup.cfg", "src/Imp Utils/quoting.py", "src/imp.py"]
     assert draft["progress"][0] == "episode 1 work"
     # A parent's plain error texts cannot be matched with a success, so they are not carried
-    # (its unresolved_errors are: see test_work_log_carry.py).
-    assert draft["errors"] == [TRACE_LINE]
+    # (its unresolved_errors are: see test_handoff_carry.py).
+    assert draft["errors"] == [TRACE]
 
 
 def test_odd_parent_data_never_raises() -> None:
@@ -348,7 +347,7 @@ def test_oversized_rules_draft_is_trimmed_in_order() -> None:
                    max_tokens=10)
     assert tiny["state"]["trimmed"][:3] == ["recent_tool_calls", "last_message", "files_read"]
     assert tiny["next_actions"] == full["next_actions"]  # never trimmed
-    assert tiny["errors"] == [TRACE_LINE]  # the last 3 errors stay
+    assert tiny["errors"] == [TRACE]  # the last 3 errors stay
 
 
 def test_distill_is_deterministic() -> None:

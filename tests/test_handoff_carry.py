@@ -66,21 +66,24 @@ def test_errors_carry_across_three_episodes_until_a_success_clears_them() -> Non
              "<tool_use_error>String to replace not found in file.</tool_use_error>", error=True)
     eps.log.add(P.Log({}, level="error", text="permission denied for WebFetch"))
     first = eps.checkpoint()
+    # The episode's own errors, verbatim.
     assert first["errors"] == [
-        "Bash: pytest tests/test_a.py::test_quotes (call 1, exit 1): "
-        "FAILED tests/test_a.py::test_quotes - AssertionError: got 2",
-        "Bash: make build (call 2, exit 2): src/imp.c:3: error: unknown type name 'row_t'",
-        "Edit src/imp.py (call 3): <tool_use_error>String to replace not found in file.</tool_use_error>",
+        FAIL_A, BUILD, "<tool_use_error>String to replace not found in file.</tool_use_error>",
         "permission denied for WebFetch",
     ]
 
     # Episode 2: unrelated work, a narrower test run elsewhere passes: nothing is cleared;
-    # the log line belonged to its episode.
+    # the log line belonged to its episode. Carried errors are one line each, naming the call.
     eps.bash("ls src", "imp.py")
     eps.bash("pytest tests/test_b.py", "1 passed")
     eps.call("Read", {"file_path": "src/imp.py"}, "...")
     second = eps.checkpoint()
-    assert second["errors"] == first["errors"][:3]
+    assert second["errors"] == [
+        "Bash: pytest tests/test_a.py::test_quotes (call 1, exit 1): "
+        "FAILED tests/test_a.py::test_quotes - AssertionError: got 2",
+        "Bash: make build (call 2, exit 2): src/imp.c:3: error: unknown type name 'row_t'",
+        "Edit src/imp.py (call 3): <tool_use_error>String to replace not found in file.</tool_use_error>",
+    ]
     assert [e["step"] for e in second["state"]["unresolved_errors"]] == [1, 2, 3]
 
     # Episode 3: the whole suite passes, the same build command succeeds, the file is
@@ -90,7 +93,8 @@ def test_errors_carry_across_three_episodes_until_a_success_clears_them() -> Non
     eps.call("Write", {"file_path": "src/imp.py", "content": "..."}, "File written")
     eps.bash("ruff check src", "Exit code 1\nsrc/imp.py:1:1: F401 unused import", error=True)
     third = eps.checkpoint()
-    assert third["errors"] == ["Bash: ruff check src (call 10, exit 1): src/imp.py:1:1: F401 unused import"]
+    assert third["errors"] == ["Exit code 1\nsrc/imp.py:1:1: F401 unused import"]
+    assert third["state"]["unresolved_errors"][0]["call"] == "Bash: ruff check src"
     assert third["state"]["work_log"]["total"] == 10
 
 
@@ -100,7 +104,8 @@ def test_an_error_that_fails_again_keeps_only_its_newest_line() -> None:
     eps.checkpoint()
     eps.bash("make build", "Exit code 2\nsrc/imp.c:9: error: expected ';'", error=True)
     ck = eps.checkpoint()
-    assert ck["errors"] == ["Bash: make build (call 2, exit 2): src/imp.c:9: error: expected ';'"]
+    assert ck["errors"] == ["Exit code 2\nsrc/imp.c:9: error: expected ';'"]
+    assert len(ck["state"]["unresolved_errors"]) == 1
 
 
 def test_a_tampered_parent_does_not_break_the_carry() -> None:
@@ -260,9 +265,7 @@ def test_the_work_log_is_merged_into_the_agents_own_state() -> None:
     assert ck["distiller"] == "agent"
     assert ck["progress"] == ["my own words"] and ck["next_actions"] == ["fix row_t"]
     assert ck["state"]["work_log"]["total"] == 1
-    assert ck["errors"] == [
-        "Bash: make build (call 1, exit 2): src/imp.c:3: error: unknown type name 'row_t'"
-    ]
+    assert ck["errors"] == [BUILD]
     assert "todos" not in ck["state"]
 
 

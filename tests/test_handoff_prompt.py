@@ -120,8 +120,9 @@ def test_eviction_order_of_a_work_log_prompt() -> None:
     whole = rehydrate_prompt(checkpoint=ck, tasks=tasks, facts=PINNED, episode=22, count=quarter,
                              budget=10_000, memory_dir=None)
     assert whole.evicted == [] and full.evicted == []
-    for section in ("## Work log (finished tool calls, oldest first)", "## Unresolved errors (verbatim)",
-                    "## Files", "## Last intent (may be unfinished", "## Progress so far"):
+    for section in ("## Work log (finished tool calls, oldest first)", "## Files",
+                    "## Unresolved errors (first lines verbatim)", "## Last intent (may be unfinished",
+                    "## Progress so far"):
         assert section in whole.text
     assert "Now step 109: porting module 109." in whole.text  # the last intent, marked as such
     assert "## Last tool calls" not in whole.text  # the work log replaces the raw lines
@@ -199,3 +200,21 @@ def test_todos_the_agent_dropped_are_not_unfinished_and_finished_tasks_stay_few(
     p = rehydrate_prompt(checkpoint={**ck, "state": {}}, tasks=tasks, facts=[], episode=2, count=quarter,
                          budget=5000, memory_dir=None)
     assert "Old plan item" in p.text
+
+
+def test_a_verbatim_traceback_is_shown_as_its_one_line() -> None:
+    trace = 'Traceback (most recent call last):\n  File "imp.py", line 9\nKeyError: \'delimiter\''
+    log = EpisodeLog(objective="o")
+    log.add(P.ToolCall({}, id="a", name="Bash", input={"command": "python imp.py"}))
+    log.add(P.ToolResult({}, id="a", output=trace, is_error=True))
+    log.add(P.Log({}, level="error", text="permission denied for WebFetch"))
+    ck = distill(trigger="budget", objective="o", log=log, parent=None, count=quarter, max_tokens=5000)
+    assert ck["errors"] == [trace, "permission denied for WebFetch"]
+    ck["id"] = "chk_000001_00000000"
+    p = rehydrate_prompt(checkpoint=ck, tasks=[], facts=[], episode=2, count=quarter, budget=2000,
+                         memory_dir=None)
+    section = p.text.split("## Unresolved errors (first lines verbatim)\n")[1].split("\n\n")[0]
+    assert section.splitlines() == [
+        "- permission denied for WebFetch",
+        "- Bash: python imp.py (call 1): KeyError: 'delimiter'",
+    ]

@@ -233,7 +233,7 @@ def test_rehydrate_prompt_contains_every_section() -> None:
     assert_mandatory(text)
     assert text.startswith("# Resuming: episode 4\n")
     assert "1. Run `pytest tests/api -k invoices` and fix failures" in text
-    for section in ("## Progress so far", "## Unresolved errors (verbatim)", "## Known facts",
+    for section in ("## Progress so far", "## Unresolved errors (first lines verbatim)", "## Known facts",
                     "## Constraints from the user", "## Decisions made", "## Files",
                     "## Last tool calls", "## Finished tasks", "## How to resume"):
         assert section in text

@@ -152,7 +152,7 @@ def test_the_cycle_records_the_start_once_and_the_prompt_names_the_files(
     assert first["workspace"]["git_head"] != start  # the agent committed: HEAD moved, the start did not
     assert "made_by_shell.txt" in first["state"]["files_modified"]
     assert "made_by_shell.txt (added, +1)" in first["state"]["files_changed"]
-    assert first["errors"] == ["bash: pytest tests/test_x.py (call 2): FAILED tests/test_x.py::t - assert 0"]
+    assert first["errors"] == ["FAILED tests/test_x.py::t - assert 0"]
     assert all(ck["workspace"]["start_head"] == start for ck in cks)
     relaunch = prompts[1]
     changed = next(ln for ln in relaunch.splitlines() if ln.startswith("Changed since the session began"))
