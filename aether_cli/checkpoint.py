@@ -8,6 +8,11 @@ only it can (`seq`, `id`, `sha256`, `created_at`) and fills the defaults of
 `DEFAULTS` for anything missing. `FIELDS` is the one list of the contract's
 fields (`../shared/memory-layout.md`); tests and renderers use it.
 
+Optional additions, all absent from older checkpoints (docs/handoff.md):
+`workspace.start_head` (the commit the session began at, recorded once and
+read back from the parent chain) and the work log's keys of `state`
+(`work_log`, `unresolved_errors`, `todos`, `files_changed`, `announced_calls`).
+
 Knows nothing of files, processes or the terminal.
 """
 

@@ -20,8 +20,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from aether_cli.carry_over import Carried, carry, rules_next_actions, rules_progress
 from aether_cli.episode_log import MAX_ERROR_CHARS, EpisodeLog, cap, short_input
 from aether_cli.protocol import dumps_compact
+from aether_cli.work_log import StepLog
 
 Counter = Callable[[str], int]
 # Asks a model to distil: gets the rules draft, returns (its answer, or None with the reason).
@@ -38,10 +40,9 @@ SUMMARY_CHARS = 200
 # Keys of `state` that aether owns and merges, whatever the agent put there.
 MERGED_STATE_KEYS = (
     "constraints", "decisions", "files_read", "files_modified",
-    "recent_tool_calls", "interrupted_calls", "last_message",
+    "recent_tool_calls", "interrupted_calls", "announced_calls", "last_message",
+    "work_log", "unresolved_errors", "todos", "files_changed",
 )
-
-_UNFINISHED_ORDER = ("in_progress", "pending", "blocked")
 
 
 # ----------------------------------------------------------- small helpers
@@ -131,44 +132,14 @@ def _task_rows(log: EpisodeLog) -> list[dict[str, str]]:
     return rows
 
 
-def _rules_next_actions(log: EpisodeLog, parent: dict[str, Any], objective: str) -> list[str]:
-    tasks = list(log.tasks.values())
-    rank = {status: i for i, status in enumerate(_UNFINISHED_ORDER)}
-    unfinished = [t for t in tasks if t.get("status") != "done"]
-    # Stable sort: within a status the tasks keep their own order.
-    unfinished.sort(key=lambda t: rank.get(_str(t.get("status")), len(rank)))
-    actions = _dedupe_first(
-        a for a in (_str(t.get("next_action")) for t in unfinished) if a.strip()
-    )
-    if not actions:
-        actions = _dedupe_first(a for a in _strs(parent.get("next_actions")) if a.strip())
-    if not actions:
-        actions = [f"Continue with the objective: {objective}"]
-    return actions
-
-
-def _rules_progress(log: EpisodeLog, parent: dict[str, Any]) -> list[str]:
-    progress = list(_strs(parent.get("progress")))
-    for tid in log.tasks_done:
-        title = _str(log.tasks[tid].get("title")).strip() or tid
-        progress.append(f"{title}: done")
-    if log.done is not None:
-        summary = log.done.summary.strip()
-        tail = f": {cap(summary, SUMMARY_CHARS)}" if summary else ""
-        progress.append(f"Objective reported done{tail}")
-    elif log.last_assistant.strip():
-        lines = (line.strip() for line in log.last_assistant.splitlines())
-        first = next((line for line in lines if line), log.last_assistant.strip())
-        progress.append(f"Last message: {cap(first, SUMMARY_CHARS)}")
-    return _dedupe_last(progress)[-MAX_PROGRESS:]
-
-
 def _merge_state(
     base: dict[str, Any], *, log: EpisodeLog, parent_state: dict[str, Any],
-    constraints: list[str],
+    constraints: list[str], carried: Carried,
 ) -> dict[str, Any]:
     """`base` plus the facts aether keeps across episodes, deduped and capped."""
-    state = dict(base)
+    # aether owns these keys: what the agent put there is replaced, or removed if aether has none.
+    state = {k: v for k, v in base.items() if k not in ("todos", "files_changed")}
+    state.update(carried.state())
 
     def old(key: str) -> list[str]:
         return _strs(parent_state.get(key)) + _strs(base.get(key))
@@ -184,10 +155,12 @@ def _merge_state(
     state["files_modified"] = _dedupe_last(old("files_modified") + log.files_modified)[-MAX_FILES:]
     state["recent_tool_calls"] = log.recent_calls
     state["interrupted_calls"] = [
-        f"{call.name} {short_input(call.input, MAX_INTERRUPTED_INPUT)}"
-        for call in log.open_calls.values()
+        f"{call.name} {short_input(call.input, MAX_INTERRUPTED_INPUT)}" for call in log.interrupted_calls
     ]
-    state["last_message"] = log.last_assistant or _str(base.get("last_message"))
+    state["announced_calls"] = [
+        f"{call.name} {short_input(call.input, MAX_INTERRUPTED_INPUT)}" for call in log.announced_calls
+    ]
+    state["last_message"] = log.last_words or _str(base.get("last_message"))
     return state
 
 
@@ -197,20 +170,38 @@ def _trim_steps(draft: dict[str, Any]) -> list[tuple[str, Callable[[], None]]]:
 
     def keep_last(container: dict[str, Any], key: str, n: int) -> Callable[[], None]:
         def run() -> None:
-            container[key] = container[key][-n:] if n else []
+            if isinstance(container.get(key), list):
+                container[key] = container[key][-n:] if n else []
         return run
 
     def shorten_last_message() -> None:
         state["last_message"] = cap(state["last_message"], SUMMARY_CHARS)
 
+    def fold_work_log(keep: int) -> Callable[[], None]:
+        def run() -> None:
+            steps = StepLog.from_state(state.get("work_log"))
+            steps.fold_to(keep)
+            state["work_log"] = steps.to_state()
+        return run
+
+    def drop_done_todos() -> None:
+        state["todos"] = [t for t in state.get("todos") or [] if t.get("status") != "done"]
+
+    # What a relaunched agent needs most goes last: open errors, open todos,
+    # the files it changed, its next actions and tasks (never trimmed).
     return [
         ("recent_tool_calls", keep_last(state, "recent_tool_calls", 0)),
         ("last_message", shorten_last_message),
         ("files_read", keep_last(state, "files_read", 0)),
+        ("work_log beyond the last 5 calls folded", fold_work_log(5)),
         ("errors beyond the last 3", keep_last(draft, "errors", 3)),
         ("decisions beyond the last 5", keep_last(state, "decisions", 5)),
+        ("files_changed beyond the last 20", keep_last(state, "files_changed", 20)),
         ("files_modified beyond the last 10", keep_last(state, "files_modified", 10)),
         ("progress beyond the last 5", keep_last(draft, "progress", 5)),
+        ("finished todos", drop_done_todos),
+        ("work_log folded", fold_work_log(0)),
+        ("unresolved_errors beyond the last 5", keep_last(state, "unresolved_errors", 5)),
     ]
 
 
@@ -225,6 +216,7 @@ class _Episode:
     count: Counter
     max_tokens: int
     constraints: list[str]
+    carried: Carried
 
 
 @dataclass(frozen=True)
@@ -245,6 +237,7 @@ def distill(
     *, trigger: str, objective: str, log: EpisodeLog, parent: dict | None, count: Counter,
     max_tokens: int, constraints: list[str] | None = None, prefer_agent: bool = True,
     note: str = "", command: CommandDistiller | None = None,
+    workspace_changes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A checkpoint draft with the fields the distiller owns (see the module docstring).
 
@@ -261,14 +254,16 @@ def distill(
     like an agent's (distiller "command"); if it fails, the rules draft stands
     and the reason joins `distiller_note`.
     """
+    parent = _dict(parent)
     ep = _Episode(
         trigger=trigger,
         objective=objective if objective.strip() else "",
         log=log,
-        parent=_dict(parent),
+        parent=parent,
         count=count,
         max_tokens=max_tokens,
         constraints=constraints or [],
+        carried=carry(log, _dict(parent.get("state")), workspace_changes),
     )
     agent = log.agent_checkpoint
     reason: str | None
@@ -313,8 +308,8 @@ def _body(ep: _Episode, agent: Any, reason: str | None, source: str, note: str) 
     return _Body(
         objective=objective,
         base_state={"done": log.done.summary} if log.done is not None else {},
-        progress=_rules_progress(log, ep.parent),
-        next_actions=_rules_next_actions(log, ep.parent, objective),
+        progress=rules_progress(log, ep.parent, ep.carried.steps)[-MAX_PROGRESS:],
+        next_actions=rules_next_actions(log, ep.parent, objective, ep.carried.steps),
         errors=[],
         resume="",
         distiller="rules",
@@ -325,14 +320,18 @@ def _body(ep: _Episode, agent: Any, reason: str | None, source: str, note: str) 
 def _draft(ep: _Episode, body: _Body) -> dict[str, Any]:
     """The checkpoint draft from `body`, with the log's and the parent's facts merged in, trimmed to fit."""
     log = ep.log
-    errors = _dedupe_last(cap(e, MAX_ERROR_CHARS) for e in body.errors + log.errors)
+    # The errors no later success cleared (this episode's and earlier ones), one line
+    # each, and errors not tied to a call (log lines); resolved ones are history.
+    errors = _dedupe_last(
+        cap(e, MAX_ERROR_CHARS) for e in body.errors + ep.carried.error_lines() + log.other_errors
+    )
     draft: dict[str, Any] = {
         "trigger": ep.trigger,
         "objective": body.objective,
         "progress": body.progress,
         "state": _merge_state(
             body.base_state, log=log, parent_state=_dict(ep.parent.get("state")),
-            constraints=ep.constraints,
+            constraints=ep.constraints, carried=ep.carried,
         ),
         "next_actions": body.next_actions,
         "errors": errors[-MAX_ERRORS:],

@@ -2,11 +2,13 @@
 
 An episode can run for hours and print gigabytes; the distiller only needs the
 facts a free-text summary tends to lose: the merged task states, which calls
-never got a result, the exact paths touched, the verbatim errors, what the user
-asked for and what the agent decided. `EpisodeLog` folds every protocol event
-into those facts as it arrives and keeps each of them capped, so its memory is
-bounded however long the episode lasts. It reads events only: no processes, no
-files, no token counting.
+never got a result, the exact paths touched (named by file tools or written by
+shell commands), every finished call with its outcome (`work_log.StepLog`),
+the failures no later success cleared (`error_book.ErrorBook`), the agent's
+todo list, what the user asked for and what the agent decided. `EpisodeLog`
+folds every protocol event into those facts as it arrives and keeps each of
+them capped, so its memory is bounded however long the episode lasts. It
+reads events only: no processes, no files, no token counting.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from aether_cli import protocol
+from aether_cli.error_book import ErrorBook, Outcome, outcome
 from aether_cli.protocol import (
     CheckpointEvent,
     Done,
@@ -24,9 +27,27 @@ from aether_cli.protocol import (
     MemoryOp,
     Message,
     TaskUpdate,
+    Text,
     ToolCall,
     ToolResult,
 )
+from aether_cli.shell_writes import written_paths
+from aether_cli.tool_calls import (
+    MAX_TODOS,
+    PATH_KEYS,
+    SHORT_INPUT_CHARS,
+    cap,
+    identity,
+    is_write_tool,
+    named_paths,
+    shell_command,
+    short_input,
+    todo_item,
+    todo_list,
+)
+from aether_cli.work_log import StepLog
+
+__all__ = ["PATH_KEYS", "SHORT_INPUT_CHARS", "EpisodeLog", "cap", "is_write_tool", "short_input"]
 
 # Caps: generous enough for a real episode, small enough that a runaway agent
 # cannot make the supervisor hold more than a few megabytes here.
@@ -36,6 +57,7 @@ MAX_PATH_CHARS = 1024
 MAX_ERRORS = 10
 MAX_ERROR_CHARS = 500
 MAX_LAST_ASSISTANT_CHARS = 2000
+MAX_TEXT_TAIL_LINES = 5
 MAX_USER_MESSAGES = 20
 MAX_USER_MESSAGE_CHARS = 1000
 MAX_DECISIONS = 10
@@ -46,21 +68,7 @@ MAX_OPEN_CALLS = 32
 MAX_TASKS = 500
 MAX_TASK_FILES = 50
 MAX_TASK_TEXT = {"title": 300, "next_action": 2000, "notes": 2000}
-SHORT_INPUT_CHARS = 120
-ELLIPSIS = "…"
-
-PATH_KEYS = ("path", "file", "file_path", "filename")
-PATH_LIST_KEYS = ("paths",)
-
-# A tool that changes files: matched against the words of its name, so
-# "write_file", "MultiEdit", "apply_patch" and "rm" count, "format" does not.
-_WRITE_VERBS = (
-    "write", "edit", "create", "patch", "apply", "save", "delete", "remove", "rename",
-    "replace", "append", "insert", "move", "mkdir", "touch", "unlink",
-)
-_WRITE_SHORT = frozenset({"mv", "rm", "cp"})
-_NOT_WRITE = frozenset({"credit", "dispatch"})
-_NAME_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+TODO_PREFIX = "todo-"
 
 _DECISION_WORDS = (
     "decision:", "decided", "we will", "we'll", "i will use", "i'll use", "chose", "choosing",
@@ -76,31 +84,6 @@ _DECISION = re.compile(
 MAX_DECISION_LINE = 1000
 _BULLET = re.compile(r"^\s*(?:[-*•>]+|\d+[.)])\s*")
 _ERROR_LEVELS = frozenset({"error", "critical", "fatal"})
-
-
-def cap(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters, marked with an ellipsis when cut."""
-    if len(text) <= limit:
-        return text
-    return text[: max(0, limit - 1)] + ELLIPSIS
-
-
-def short_input(data: Any, limit: int = SHORT_INPUT_CHARS) -> str:
-    """A one-line rendering of a tool input, capped (used in call summaries)."""
-    return cap(protocol.dumps_compact(data), limit)
-
-
-def is_write_tool(name: str) -> bool:
-    """True if a tool's name suggests it changes files (write/edit/create/patch/mv/rm …)."""
-    for word in _NAME_WORDS.findall(name):
-        w = word.lower()
-        if w in _NOT_WRITE:
-            continue
-        if w in _WRITE_SHORT:
-            return True
-        if any(w.startswith(v) or w.endswith(v) for v in _WRITE_VERBS):
-            return True
-    return False
 
 
 def _push_unique(items: list[str], value: str, limit: int) -> None:
@@ -143,19 +126,60 @@ class EpisodeLog:
         self.files_modified: list[str] = []
         self.errors: list[str] = []
         self.last_assistant = ""
+        # A plain-text agent's last output lines: its only words when it sends no messages.
+        self._text_tail: deque[str] = deque(maxlen=MAX_TEXT_TAIL_LINES)
         self.user_messages: list[str] = []
         self.decisions: list[str] = []
         self._memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.agent_checkpoint: dict[str, Any] | None = None
         self.done: Done | None = None
         self.dropped_tasks = 0
+        self.steps = StepLog()  # this episode's finished calls, numbered from 1
+        self.error_book = ErrorBook()
+        self.other_errors: list[str] = []  # errors not tied to a known call (log lines, orphan results)
+        # The agent's latest todo list, None until it sends one this episode.
+        self.todos: list[dict[str, str]] | None = None
+        self._todo_mode: str | None = None  # "call" or "updates" while a list is arriving
+        self._call_order: dict[str, int] = {}  # open call id → its ordinal among this episode's calls
+        self._stop_mark: int | None = None
 
     # ------------------------------------------------------------ views
 
     @property
     def recent_calls(self) -> list[str]:
-        """The last calls as "name {short input}", with " -> error" when the call failed."""
-        return [summary for _, summary in self._recent]
+        """The last finished calls as "name {short input}", with " -> error" when one failed.
+
+        A call still open is left out: it is reported once, as interrupted or
+        announced, never as if it had run.
+        """
+        return [summary for cid, summary in self._recent if cid not in self.open_calls]
+
+    @property
+    def last_words(self) -> str:
+        """The agent's last message, or, from an agent that sent none, its last output lines."""
+        if self.last_assistant:
+            return self.last_assistant
+        return cap("\n".join(self._text_tail), MAX_LAST_ASSISTANT_CHARS)
+
+    def mark_stopping(self) -> None:
+        """Note that aether has begun stopping the agent: a call announced from now on never ran."""
+        if self._stop_mark is None:
+            self._stop_mark = self.tool_calls
+
+    @property
+    def interrupted_calls(self) -> list[ToolCall]:
+        """Open calls that started before the stop: they may have run in part."""
+        mark = self._stop_mark
+        order = self._call_order
+        return [c for cid, c in self.open_calls.items() if mark is None or order.get(cid, 0) <= mark]
+
+    @property
+    def announced_calls(self) -> list[ToolCall]:
+        """Open calls announced after the stop began: the agent never got to run them."""
+        mark = self._stop_mark
+        if mark is None:
+            return []
+        return [c for cid, c in self.open_calls.items() if self._call_order.get(cid, 0) > mark]
 
     @property
     def memory_ops(self) -> list[dict[str, Any]]:
@@ -176,6 +200,8 @@ class EpisodeLog:
     def add(self, ev: protocol.Event) -> None:
         """Fold one decoded event into the log; never raises on agent data."""
         self.events += 1
+        if not (isinstance(ev, TaskUpdate) and ev.id.startswith(TODO_PREFIX)):
+            self._todo_mode = None  # a todo list arrives as one unbroken run of events
         if isinstance(ev, ToolCall):
             self._tool_call(ev)
         elif isinstance(ev, ToolResult):
@@ -190,8 +216,11 @@ class EpisodeLog:
             self.agent_checkpoint = ev.state
         elif isinstance(ev, Done):
             self.done = ev
+        elif isinstance(ev, Text) and ev.text.strip():
+            self._text_tail.append(cap(ev.text.strip(), MAX_LAST_ASSISTANT_CHARS))
         elif isinstance(ev, Log) and ev.level.lower() in _ERROR_LEVELS and ev.text:
             _push_unique(self.errors, cap(ev.text, MAX_ERROR_CHARS), MAX_ERRORS)
+            _push_unique(self.other_errors, cap(ev.text, MAX_ERROR_CHARS), MAX_ERRORS)
         # hello, usage, text, unknown and invalid events carry nothing to distil.
 
     def _tool_call(self, ev: ToolCall) -> None:
@@ -199,30 +228,51 @@ class EpisodeLog:
         name = cap(ev.name, 100)
         self.open_calls.pop(ev.id, None)
         self.open_calls[ev.id] = ev
+        self._call_order[ev.id] = self.tool_calls
         while len(self.open_calls) > MAX_OPEN_CALLS:
-            self.open_calls.popitem(last=False)
+            dropped, _ = self.open_calls.popitem(last=False)
+            self._call_order.pop(dropped, None)
         self._recent.append([ev.id, f"{name} {short_input(ev.input)}"])
         target = self.files_modified if is_write_tool(ev.name) else self.files_read
-        for key in PATH_KEYS:
-            _add_path(target, ev.input.get(key))
-        for key in PATH_LIST_KEYS:
-            values = ev.input.get(key)
-            if isinstance(values, list):
-                for value in values[:MAX_FILES]:
-                    _add_path(target, value)
+        for path in named_paths(ev.input, MAX_FILES):
+            _add_path(target, path)
+        todos = todo_list(ev.name, ev.input)
+        if todos is not None:
+            self.todos, self._todo_mode = todos, "call"
 
     def _tool_result(self, ev: ToolResult) -> None:
         call = self.open_calls.pop(ev.id, None)
-        if not ev.is_error:
-            return
-        for entry in reversed(self._recent):
-            if entry[0] == ev.id and not entry[1].endswith(" -> error"):
-                entry[1] += " -> error"
-                break
-        out = ev.output if isinstance(ev.output, str) else protocol.dumps_compact(ev.output)
-        if not out.strip():
-            out = f"{call.name if call else 'a tool'} failed with no output"
-        _push_unique(self.errors, cap(out, MAX_ERROR_CHARS), MAX_ERRORS)
+        self._call_order.pop(ev.id, None)
+        result = outcome(ev.output, ev.is_error)
+        out = ""
+        if not result.ok:
+            for entry in reversed(self._recent):
+                if entry[0] == ev.id and not entry[1].endswith(" -> error"):
+                    entry[1] += " -> error"
+                    break
+            out = ev.output if isinstance(ev.output, str) else protocol.dumps_compact(ev.output)
+            if not out.strip():
+                out = f"{call.name if call else 'a tool'} failed with no output"
+            out = cap(out, MAX_ERROR_CHARS)
+            _push_unique(self.errors, out, MAX_ERRORS)
+            if call is None:
+                _push_unique(self.other_errors, out, MAX_ERRORS)
+        if call is not None:
+            self._finished(call, result, out)
+
+    def _finished(self, call: ToolCall, result: Outcome, error_text: str) -> None:
+        """A call got its result: a step of the work log, an error opened or cleared, files written."""
+        ident = identity(call.name, call.input)
+        n = self.steps.add(cap(call.name, 100), ident.call, result.ok, result.describe())
+        if result.ok:
+            self.error_book.succeeded(ident)
+        else:
+            self.error_book.failed(ident, result, n, error_text)
+        command = shell_command(call.name, call.input)
+        if command is not None:
+            # The command ran (whatever its exit code): what it redirected to was opened.
+            for path in written_paths(command):
+                _add_path(self.files_modified, path)
 
     def _message(self, ev: Message) -> None:
         if ev.role == "assistant":
@@ -269,8 +319,22 @@ class EpisodeLog:
                 task[key] = value
         if tid not in self.tasks_touched:
             self.tasks_touched.append(tid)
+        if tid.startswith(TODO_PREFIX):
+            self._todo(task)
         # A task's `files` stay in its own state: they say which files the task
         # concerns, not whether anything read or changed them.
+
+    def _todo(self, task: dict[str, Any]) -> None:
+        # Adapters send a todo list (Codex's todo_list item) as one run of todo
+        # task updates: a new run is a new list. After a TodoWrite call the list
+        # is already taken from the call itself.
+        if self._todo_mode == "call":
+            return
+        if self._todo_mode is None or self.todos is None:
+            self.todos, self._todo_mode = [], "updates"
+        title = task.get("title")
+        if isinstance(title, str) and title.strip() and len(self.todos) < MAX_TODOS:
+            self.todos.append(todo_item(title, task.get("status")))
 
     def _memory_op(self, ev: MemoryOp) -> None:
         # Only the last op per key matters: "add" replaces a fact, "remove"

@@ -8,8 +8,12 @@ material is evicted to fit that budget (`prompt_fit` does the fitting,
 `.memory/templates/`). What the contract says a rehydrated prompt always
 carries (objective, next actions verbatim, every unfinished task with its next
 action, every pinned fact, the checkpoint id, the latest progress) is never
-dropped: at worst over-long items are shortened. Pure logic: it reads
-templates and nothing else, and the same inputs give the same bytes.
+dropped: at worst over-long items are shortened. Of the rest, raw tool-call
+lines and the work log's folded old calls go first, and what a relaunched
+agent needs most to neither lose nor redo work goes last: interrupted calls,
+unresolved errors, the files changed and open todos (see docs/handoff.md).
+Pure logic: it reads templates and nothing else, and the same inputs give the
+same bytes.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from aether_cli import constants as C
+from aether_cli.carry_over import ANNOUNCED, INTERRUPTED
+from aether_cli.error_book import describe, entry_from_state
 from aether_cli.prompt_fit import Counter, Cutter, Pool, Prompt, Step, fit
 from aether_cli.prompt_template import load_template, render
+from aether_cli.work_log import StepLog
 
 __all__ = ["STANDARD_RESUME", "Prompt", "first_prompt", "prompt_budget", "rehydrate_prompt"]
 
@@ -39,23 +46,40 @@ STANDARD_RESUME = (
 _UNFINISHED_ORDER = ("in_progress", "pending", "blocked")
 
 # What goes first when a rehydrate prompt is too big: (pool, items kept, label).
+# Raw tool-call lines and folded old steps go first; what a relaunched agent
+# needs most to continue without redoing or losing work goes last: interrupted
+# calls, unresolved errors, the files changed and open todos.
 _REHYDRATE_STEPS = (
-    Step("files_read", 0, "files_read:{k}"),
-    Step("files_modified", 0, "files_modified:{k}"),
-    Step("facts", 0, "fact:{k}"),
-    Step("errors", 3, "errors:{k} oldest"),
+    Step("work_ranges", 0, "work_log_ranges:{k}"),
     Step("recent_calls", 0, "recent_calls:{k}"),
+    Step("work_calls", 5, "work_log_calls:{k} oldest"),
+    Step("files_read", 0, "files_read:{k}"),
+    Step("facts", 0, "fact:{k}"),
     Step("decisions", 3, "decisions:{k} oldest"),
-    Step("constraints", 3, "constraints:{k} oldest"),
     Step("progress", 3, "progress:{k} oldest"),
     Step("done_tasks", 0, "done_tasks:{k}"),
-    # Still too big: the rest of the optional material goes too.
-    Step("errors", 0, "errors:{k} latest"),
+    Step("work_calls", 0, "work_log_calls:{k} latest"),
+    Step("last_intent", 0, "last_intent:{k}"),
     Step("decisions", 0, "decisions:{k} latest"),
+    Step("constraints", 3, "constraints:{k} oldest"),
+    # Still too big: the rest of the optional material goes too, the most needed last.
+    Step("files_written", 5, "files_written:{k} oldest"),
+    Step("files_changed", 10, "files_changed:{k} oldest"),
+    Step("todos", 3, "todos:{k} oldest"),
+    Step("errors", 3, "errors:{k} oldest"),
     Step("constraints", 0, "constraints:{k} latest"),
+    Step("files_written", 0, "files_written:{k} latest"),
+    Step("files_changed", 0, "files_changed:{k} latest"),
+    Step("todos", 0, "todos:{k} latest"),
+    Step("errors", 0, "errors:{k} latest"),
     Step("interrupted", 0, "interrupted_calls:{k}"),
     Step("resume", 0, "resume_instructions:standard text used"),
 )
+LAST_INTENT_CHARS = 300
+MAX_DONE_SHOWN = 10
+TODO_PREFIX = "todo-"  # the ids adapters give the items of an agent's todo list
+# Next actions the rules wrote for an open call: the call is then not listed twice.
+_OPEN_CALL_ACTIONS = (INTERRUPTED, ANNOUNCED)
 
 
 # ----------------------------------------------------------------- budget
@@ -82,6 +106,10 @@ def _str(value: Any) -> str:
 
 def _strs(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _int(value: Any) -> int:
@@ -159,17 +187,34 @@ def _percent(task: dict[str, Any]) -> int:
     return round(min(1.0, max(0.0, float(p))) * 100)
 
 
+def _todo_titles(state: dict[str, Any]) -> set[str] | None:
+    """The texts of the agent's latest todo list, None if the checkpoint has none."""
+    todos = state.get("todos")
+    if not isinstance(todos, list):
+        return None
+    return {t["text"].strip() for t in todos if isinstance(t, dict) and isinstance(t.get("text"), str)}
+
+
 def _split_tasks(
-    tasks: list[dict], checkpoint_tasks: Any
+    tasks: list[dict], checkpoint_tasks: Any, todo_titles: set[str] | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The unfinished tasks (in progress, then pending, then blocked) and the finished ones."""
+    """The unfinished tasks (in progress, then pending, then blocked) and the finished ones
+    (the latest MAX_DONE_SHOWN, by when they were updated).
+
+    A todo (a task an adapter made from a TodoWrite or todo_list item, id
+    `todo-…`) that the agent's latest todo list no longer has was dropped by
+    the agent: it is not listed as unfinished.
+    """
     all_tasks = _merge_tasks(tasks, checkpoint_tasks)
     rank = {s: i for i, s in enumerate(_UNFINISHED_ORDER)}
     unfinished = sorted(
-        (t for t in all_tasks if t.get("status") != "done"),
+        (t for t in all_tasks if t.get("status") != "done"
+         and not (todo_titles is not None and t["id"].startswith(TODO_PREFIX)
+                  and _str(t.get("title")).strip() not in todo_titles)),
         key=lambda t: rank.get(_str(t.get("status")), len(rank)),
     )
     done = [t for t in all_tasks if t.get("status") == "done"]
+    done.sort(key=lambda t: _str(t.get("updated_at")))  # stable: without stamps, the given order
     return unfinished, done
 
 
@@ -185,21 +230,85 @@ class _Mandatory:
     pinned: list[tuple[str, str]]
 
 
+def _written_not_changed(written: list[str], changed: list[str]) -> list[str]:
+    """Paths tool calls wrote that git's list does not already name (absolute or relative)."""
+    known = {c.rsplit(" (", 1)[0] for c in changed}
+    return [w for w in written if w not in known and not any(w.endswith("/" + k) for k in known)]
+
+
+def _open_todos(state: dict[str, Any], unfinished: list[dict[str, Any]]) -> list[str]:
+    """The agent's open todos that are not already listed as unfinished tasks."""
+    titles = {_str(t.get("title")).strip() for t in unfinished}
+    todos = state.get("todos")
+    return [
+        f"- [{_str(t.get('status')) or 'pending'}] {t['text']}"
+        for t in (todos if isinstance(todos, list) else [])
+        if isinstance(t, dict) and _str(t.get("text")).strip() and t.get("status") != "done"
+        and t["text"].strip() not in titles
+    ]
+
+
+def _errors(chk: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    """The errors to show, least needed first: the checkpoint's own (the agent's, log lines),
+    then the unresolved ones, one line each naming the call, oldest first.
+
+    A work-log checkpoint's `errors` also hold its episode's failures verbatim
+    (tracebacks); those are shown as their one line, not again in full.
+    """
+    raw = state.get("unresolved_errors")
+    entries = [e for e in map(entry_from_state, raw if isinstance(raw, list) else []) if e]
+    lines = [describe(e) for e in entries]
+    others = [
+        x for x in _strs(chk.get("errors"))
+        if x not in lines and not any(e["error"] and e["error"] in x for e in entries)
+    ]
+    return others + lines
+
+
+def _open_calls(chk: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    """Interrupted and announced calls, unless the next actions already name them."""
+    if any(a.startswith(_OPEN_CALL_ACTIONS) for a in _strs(chk.get("next_actions"))):
+        return []
+    return [f"- interrupted: {c}" for c in _strs(state.get("interrupted_calls"))] + [
+        f"- announced, never run: {c}" for c in _strs(state.get("announced_calls"))
+    ]
+
+
+def _done_lines(done: list[dict[str, Any]]) -> list[str]:
+    """The latest finished tasks, one line each; older ones only counted, so the list stays flat."""
+    lines = [f"- {t['id']} {_str(t.get('title'))}".rstrip() for t in done[-MAX_DONE_SHOWN:]]
+    if len(done) > MAX_DONE_SHOWN:
+        lines.insert(0, f"- ({len(done) - MAX_DONE_SHOWN} earlier finished tasks not listed)")
+    return lines
+
+
 def _rehydrate_pools(
-    chk: dict[str, Any], state: dict[str, Any], done: list[dict[str, Any]], fact_pool: Pool
+    chk: dict[str, Any], state: dict[str, Any], tasks: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    fact_pool: Pool,
 ) -> dict[str, Pool]:
+    unfinished, done = tasks
     resume = _str(chk.get("resume_instructions")) or _str(state.get("resume_instructions"))
+    work = StepLog.from_state(state.get("work_log")) if "work_log" in state else None
+    ranges, calls = work.lines() if work is not None else ([], [])
+    changed = _strs(state.get("files_changed"))
+    last_intent = _str(state.get("last_message")).strip()
     return {
+        "work_ranges": Pool(ranges),
+        # Raw call lines only where there is no work log (an older checkpoint).
+        "recent_calls": Pool([] if work is not None else _strs(state.get("recent_tool_calls"))),
+        "work_calls": Pool(calls),
         "files_read": Pool(_strs(state.get("files_read"))),
-        "files_modified": Pool(_strs(state.get("files_modified"))),
         "facts": fact_pool,
-        "errors": Pool(_strs(chk.get("errors"))),
-        "recent_calls": Pool(_strs(state.get("recent_tool_calls"))),
         "decisions": Pool(_strs(state.get("decisions"))),
-        "constraints": Pool(_strs(state.get("constraints"))),
         "progress": Pool(_strs(chk.get("progress"))),
-        "done_tasks": Pool([f"- {t['id']} {_str(t.get('title'))}".rstrip() for t in done]),
-        "interrupted": Pool([f"- interrupted: {c}" for c in _strs(state.get("interrupted_calls"))]),
+        "done_tasks": Pool(_done_lines(done)),
+        "last_intent": Pool([last_intent] if last_intent else []),
+        "constraints": Pool(_strs(state.get("constraints"))),
+        "files_written": Pool(_written_not_changed(_strs(state.get("files_modified")), changed)),
+        "files_changed": Pool(changed),
+        "todos": Pool(_open_todos(state, unfinished)),
+        "errors": Pool(_errors(chk, state)),
+        "interrupted": Pool(_open_calls(chk, state)),
         "resume": Pool([resume] if resume.strip() else []),
     }
 
@@ -212,18 +321,26 @@ def _task_line(t: dict[str, Any], cut: Cutter) -> str:
     return line + (f"; next: {cut(action)}" if action else "")
 
 
+def _files(pools: dict[str, Pool]) -> list[str]:
+    lines = []
+    if pools["files_changed"].kept():
+        lines.append("Changed since the session began (git): " + ", ".join(pools["files_changed"].kept()))
+    if pools["files_written"].kept():
+        label = "Written by tool calls" if pools["files_changed"].items else "Modified"
+        lines.append(f"{label}: " + ", ".join(pools["files_written"].kept()))
+    if pools["files_read"].kept():
+        lines.append("Read: " + ", ".join(pools["files_read"].kept()))
+    return lines
+
+
 def _rehydrate_values(fixed: _Mandatory, pools: dict[str, Pool], cut: Cutter) -> dict[str, str]:
     """The template's variables from the mandatory texts (cut to `cut`'s limit) and the kept items."""
-    files = []
-    if pools["files_modified"].kept():
-        files.append("Modified: " + ", ".join(pools["files_modified"].kept()))
-    if pools["files_read"].kept():
-        files.append("Read: " + ", ".join(pools["files_read"].kept()))
     kept_resume = pools["resume"].kept()
 
     def bullets(pool: str) -> list[str]:
         return [f"- {item}" for item in pools[pool].kept()]
 
+    intent = [_cap(i, LAST_INTENT_CHARS) for i in pools["last_intent"].kept()]
     return {
         "objective": cut(fixed.objective),
         "checkpoint": fixed.checkpoint,
@@ -237,11 +354,19 @@ def _rehydrate_values(fixed: _Mandatory, pools: dict[str, Pool], cut: Cutter) ->
         ),
         "progress": _section("Progress so far", [f"- {cut(p)}" for p in pools["progress"].kept()]),
         "interrupted": _section("Interrupted tool calls (no result seen)", pools["interrupted"].kept()),
-        "errors": _section("Recent errors (verbatim)", bullets("errors")),
+        "errors": _section("Unresolved errors (first lines verbatim)", bullets("errors")),
+        "todos": _section("Open todos", pools["todos"].kept()),
         "facts": _section("Known facts", pools["facts"].kept()),
         "constraints": _section("Constraints from the user", bullets("constraints")),
         "decisions": _section("Decisions made", bullets("decisions")),
-        "files": _section("Files", files),
+        "files": _section("Files", _files(pools)),
+        "last_intent": _section(
+            "Last intent (may be unfinished; done only if the work log says so)", intent
+        ),
+        "work_log": _section(
+            "Work log (finished tool calls, oldest first)",
+            bullets("work_ranges") + bullets("work_calls"),
+        ),
         "recent_calls": _section("Last tool calls", bullets("recent_calls")),
         "done_tasks": _section("Finished tasks", pools["done_tasks"].kept()),
         "resume": kept_resume[0] if kept_resume else STANDARD_RESUME,
@@ -256,16 +381,17 @@ def rehydrate_prompt(
 
     Always carries the objective, the checkpoint id, `next_actions` verbatim,
     every unfinished task (id, status, progress %, title, next_action) and
-    every pinned fact. Optional material (files, other facts, errors, recent
-    calls, constraints, decisions, older progress, finished tasks) is dropped
-    in that order until the prompt fits `budget`; then over-long mandatory
-    items are shortened with "…". `evicted` records all of it.
+    every pinned fact. Optional material is dropped in the order of
+    `_REHYDRATE_STEPS` (raw call lines and folded old calls first; interrupted
+    calls, unresolved errors, files changed and open todos last) until the
+    prompt fits `budget`; then over-long mandatory items are shortened with
+    "…". `evicted` records all of it.
     """
     template = load_template("rehydrate.md", memory_dir)
     chk = checkpoint if isinstance(checkpoint, dict) else {}
     raw_state = chk.get("state")
     state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
-    unfinished, done = _split_tasks(tasks, chk.get("tasks"))
+    unfinished, done = _split_tasks(tasks, chk.get("tasks"), _todo_titles(state))
     pinned, fact_pool = _facts(facts)
     fixed = _Mandatory(
         objective=_str(chk.get("objective")).strip() or "(no objective recorded)",
@@ -275,7 +401,7 @@ def rehydrate_prompt(
         unfinished=unfinished,
         pinned=pinned,
     )
-    pools = _rehydrate_pools(chk, state, done, fact_pool)
+    pools = _rehydrate_pools(chk, state, (unfinished, done), fact_pool)
 
     def build(cut: Cutter) -> str:
         values = _rehydrate_values(fixed, pools, cut)

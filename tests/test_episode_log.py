@@ -91,23 +91,32 @@ def test_open_calls_and_recent_call_summaries() -> None:
     )
     assert list(log.open_calls) == ["2"]
     assert log.open_calls["2"].name == "read_file"
+    # The open call is not among the finished ones: it is reported once, as interrupted.
     assert log.recent_calls == [
         'bash {"command":"make test"} -> error',
-        'read_file {"path":"a.py"}',
         'write_file {"path":"b.py"}',
     ]
+    assert [c.id for c in log.interrupted_calls] == ["2"]
+    assert log.announced_calls == []
 
 
 def test_recent_calls_and_open_calls_are_bounded() -> None:
     log = EpisodeLog(objective="x")
     for i in range(200):
         log.add(ev(type="tool_call", id=f"c{i}", name="bash", input={"command": "x" * 500}))
+        if i < 150:
+            log.add(ev(type="tool_result", id=f"c{i}", output="ok"))
+    assert log.recent_calls == []  # the last 20 calls are all still open
+    assert len(log.open_calls) == E.MAX_OPEN_CALLS
+    assert next(iter(log.open_calls)) == f"c{200 - E.MAX_OPEN_CALLS}"
+    for i in range(200, 400):
+        log.add(ev(type="tool_call", id=f"c{i}", name="bash", input={"command": "x" * 500}))
+        log.add(ev(type="tool_result", id=f"c{i}", output="ok"))
     assert len(log.recent_calls) == E.MAX_RECENT_CALLS
     assert log.recent_calls[-1].startswith("bash ")
     assert all(len(s) <= len("bash ") + E.SHORT_INPUT_CHARS for s in log.recent_calls)
-    assert len(log.open_calls) == E.MAX_OPEN_CALLS
-    assert next(iter(log.open_calls)) == f"c{200 - E.MAX_OPEN_CALLS}"
-    assert log.tool_calls == 200
+    assert log.tool_calls == 400
+    assert len(log.open_calls) <= E.MAX_OPEN_CALLS and len(log._call_order) == len(log.open_calls)
 
 
 def test_errors_are_verbatim_capped_and_only_real_errors() -> None:

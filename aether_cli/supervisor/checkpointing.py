@@ -29,7 +29,7 @@ from aether_cli.settings import Settings
 from aether_cli.store import MemoryStore, read_ledger
 from aether_cli.supervisor.run_state import utc_now
 from aether_cli.tokens import TokenCounter
-from aether_cli.workspace import workspace_state
+from aether_cli.workspace import changed_files, is_commit, session_start, workspace_state
 
 Record = Callable[..., None]
 Notice = Callable[[str, str], None]
@@ -57,6 +57,14 @@ class Checkpointer:
         self.record = record
         self.notice = notice
         self.last: dict[str, Any] | None = None
+        # The commit the session began at: what the agent changed since is read from git.
+        self.start_head = session_start(cwd)
+
+    def work_started_at(self) -> str | None:
+        """The commit the work began at: the parent chain's (recorded once), else this session's."""
+        ws = (self.last or {}).get("workspace")
+        recorded = ws.get("start_head") if isinstance(ws, dict) else None
+        return recorded if isinstance(recorded, str) and is_commit(recorded) else self.start_head
 
     @property
     def last_id(self) -> str | None:
@@ -88,6 +96,8 @@ class Checkpointer:
         """Distil, assemble and store a checkpoint of `log`; return it as written."""
         s = self.settings
         max_tokens = max(2 * prompt_budget(window, s.prompt_budget), 512)
+        start = self.work_started_at()
+        workspace = {**workspace_state(self.cwd), "start_head": start}
         # An emergency or crash checkpoint is made from what aether saw, but an
         # answer the agent did send is still the better summary if it is valid.
         draft = distill(
@@ -101,13 +111,14 @@ class Checkpointer:
             note=note,
             prefer_agent=prefer_agent,
             command=self._command_distiller(max_tokens) if s.distill_command else None,
+            workspace_changes=changed_files(self.cwd, start),
         )
         assemble(
             draft,
             parent=self.last_id,
             session_id=session_id,
             episode=episode,
-            workspace=workspace_state(self.cwd),
+            workspace=workspace,
             tokenizer="reported" if budget.reported else self.counter.name,
             episode_tokens=budget.used,
             compactions=compactions,
