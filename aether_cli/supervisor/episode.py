@@ -306,6 +306,7 @@ class Episode:
             return
         s = self.settings
         self.forwarded = signum
+        self.log.mark_stopping()
         self.child.signal_group(signum)
         self.record("signal", signum=signum)
         self.phase, self.escalate_at, self.next_signal = (
@@ -395,6 +396,9 @@ class Episode:
     def _stop(self, now: float, term_at: float) -> None:
         """Send the stop command; SIGTERM follows at `term_at` if the child is still there."""
         self.phase, self.escalate_at, self.next_signal = Phase.STOPPING, term_at, signal.SIGTERM
+        # A call the agent announces from now on, in its dying stream, never ran: it is the
+        # next action, not an interrupted one.
+        self.log.mark_stopping()
         self.child.send(P.cmd_stop(reason=self.trigger or "stop"))
         self.record("command", command="stop", reason=self.trigger)
 
