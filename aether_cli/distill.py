@@ -32,7 +32,8 @@ CommandDistiller = Callable[[dict[str, Any]], tuple[Any, str | None]]
 MAX_PROGRESS = 20
 MAX_CONSTRAINTS = 30
 MAX_DECISIONS = 20
-MAX_FILES = 50
+# Paths a checkpoint carries across episodes (oldest dropped first; the prompt keeps the newest).
+MAX_FILES = 200
 MAX_ERRORS = 10
 MAX_INTERRUPTED_INPUT = 300
 SUMMARY_CHARS = 200
@@ -121,9 +122,19 @@ def validate_agent_state(state: Any, *, max_tokens: int, count: Counter) -> str 
 # ----------------------------------------------------------------- distil
 
 
-def _task_rows(log: EpisodeLog) -> list[dict[str, str]]:
+def _task_rows(log: EpisodeLog, todos: list[dict[str, str]] | None) -> list[dict[str, str]]:
+    """Every unfinished task, and those finished in this episode: a task done long ago is in
+    its own file and the project memory, and would make every checkpoint grow with the run.
+    A todo (`todo-…`, made from the agent's todo list) the agent's latest list no longer
+    has was dropped by the agent: it is left out too."""
     rows = []
+    touched = set(log.tasks_touched)
+    titles = {_str(t.get("text")).strip() for t in todos} if todos is not None else None
     for tid, task in log.tasks.items():
+        if _str(task.get("status")) == "done" and tid not in touched:
+            continue
+        if titles is not None and tid.startswith("todo-") and _str(task.get("title")).strip() not in titles:
+            continue
         rows.append({
             "id": tid,
             "status": _str(task.get("status")) or "pending",
@@ -134,7 +145,7 @@ def _task_rows(log: EpisodeLog) -> list[dict[str, str]]:
 
 def _merge_state(
     base: dict[str, Any], *, log: EpisodeLog, parent_state: dict[str, Any],
-    constraints: list[str], carried: Carried,
+    constraints: list[str], carried: Carried, workdir: str = "",
 ) -> dict[str, Any]:
     """`base` plus the facts aether keeps across episodes, deduped and capped."""
     # aether owns these keys: what the agent put there is replaced, or removed if aether has none.
@@ -151,8 +162,9 @@ def _merge_state(
     room = max(0, MAX_CONSTRAINTS - len(given))
     state["constraints"] = given + (others[-room:] if room else [])
     state["decisions"] = _dedupe_last(old("decisions") + log.decisions)[-MAX_DECISIONS:]
-    state["files_read"] = _dedupe_last(old("files_read") + log.files_read)[-MAX_FILES:]
-    state["files_modified"] = _dedupe_last(old("files_modified") + log.files_modified)[-MAX_FILES:]
+    rel = _relative_to(workdir)
+    state["files_read"] = _dedupe_last(map(rel, old("files_read") + log.files_read))[-MAX_FILES:]
+    state["files_modified"] = _dedupe_last(map(rel, old("files_modified") + log.files_modified))[-MAX_FILES:]
     state["recent_tool_calls"] = log.recent_calls
     state["interrupted_calls"] = [
         f"{call.name} {short_input(call.input, MAX_INTERRUPTED_INPUT)}" for call in log.interrupted_calls
@@ -162,6 +174,16 @@ def _merge_state(
     ]
     state["last_message"] = log.last_words or _str(base.get("last_message"))
     return state
+
+
+def _relative_to(workdir: str) -> Callable[[str], str]:
+    """A path under `workdir` as relative to it (one spelling per file, and shorter); others as they are."""
+    prefix = workdir.rstrip("/") + "/" if workdir else ""
+
+    def rel(path: str) -> str:
+        return path[len(prefix) :] if prefix and path.startswith(prefix) and len(path) > len(prefix) else path
+
+    return rel
 
 
 # Optional material dropped, in this order, when a draft exceeds max_tokens.
@@ -217,6 +239,7 @@ class _Episode:
     max_tokens: int
     constraints: list[str]
     carried: Carried
+    workdir: str = ""  # the agent's folder: paths under it are kept relative
 
 
 @dataclass(frozen=True)
@@ -237,7 +260,7 @@ def distill(
     *, trigger: str, objective: str, log: EpisodeLog, parent: dict | None, count: Counter,
     max_tokens: int, constraints: list[str] | None = None, prefer_agent: bool = True,
     note: str = "", command: CommandDistiller | None = None,
-    workspace_changes: list[dict[str, Any]] | None = None,
+    workspace_changes: list[dict[str, Any]] | None = None, workdir: str = "",
 ) -> dict[str, Any]:
     """A checkpoint draft with the fields the distiller owns (see the module docstring).
 
@@ -264,6 +287,7 @@ def distill(
         max_tokens=max_tokens,
         constraints=constraints or [],
         carried=carry(log, _dict(parent.get("state")), workspace_changes),
+        workdir=workdir,
     )
     agent = log.agent_checkpoint
     reason: str | None
@@ -331,11 +355,11 @@ def _draft(ep: _Episode, body: _Body) -> dict[str, Any]:
         "progress": body.progress,
         "state": _merge_state(
             body.base_state, log=log, parent_state=_dict(ep.parent.get("state")),
-            constraints=ep.constraints, carried=ep.carried,
+            constraints=ep.constraints, carried=ep.carried, workdir=ep.workdir,
         ),
         "next_actions": body.next_actions,
         "errors": errors[-MAX_ERRORS:],
-        "tasks": _task_rows(log),
+        "tasks": _task_rows(log, ep.carried.todos),
         "resume_instructions": body.resume,
         "distiller": body.distiller,
         "distiller_note": "; ".join(p for p in body.note_parts if p),

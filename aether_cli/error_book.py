@@ -37,6 +37,8 @@ ELLIPSIS = "…"
 _EXIT = re.compile(r"^\s*(?:Exit code|exit code|exit status) (-?\d+)\s*$")
 _SUMMARY = re.compile(r"^(?:FAILED|ERROR)\b")
 _EXCEPTION = re.compile(r"^\s*[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Failure)\b")
+# A compiler's or linter's diagnostic: `path:line[:col]: what` (ruff, mypy, gcc, tsc…).
+_DIAGNOSTIC = re.compile(r"^[\w./\\-]+\.\w+:\d+(?::\d+)?:?\s+\S")
 # Substring tests on the lowered line: much cheaper than a regex over long lines.
 _ERROR_WORDS = (
     "error", "fatal", "panic", "exception", "fail", "denied", "not found", "no such file", "cannot",
@@ -90,12 +92,15 @@ def first_error_line(lines: list[str]) -> str:
     """The line that says best what failed, verbatim (capped); "" if none says anything.
 
     A test summary line (`FAILED …`) first, then the exception a traceback
-    ends with, then the first line that reads like an error, then the first line.
+    ends with, then a diagnostic naming a file and line (`a.py:20:8: F401 …`,
+    not the `Found 1 error.` after it), then the first line that reads like an
+    error, then the first line.
     """
     text = [ln.strip() for ln in lines if ln.strip() and not _EXIT.match(ln[:SCAN_CHARS])]
     for pick in (
         next((ln for ln in text if _SUMMARY.match(ln)), None),
         next((ln for ln in text if _EXCEPTION.match(ln[:SCAN_CHARS]) and ":" in ln[:SCAN_CHARS]), None),
+        next((ln for ln in text if _DIAGNOSTIC.match(ln[:SCAN_CHARS])), None),
         next((ln for ln in text if _errorish(ln)), None),
         text[0] if text else None,
     ):

@@ -374,3 +374,43 @@ def test_with_the_real_token_counter() -> None:
     assert draft["distiller"] == "agent"
     assert draft["metrics"]["checkpoint_tokens"] == count(P.dumps_compact(draft))
     assert 100 < draft["metrics"]["checkpoint_tokens"] < 1000
+
+
+def test_paths_under_the_agents_folder_are_kept_relative_and_once() -> None:
+    parent = {"state": {"files_modified": ["/repo/src/a.py", "setup.cfg"], "files_read": ["/etc/hosts"]}}
+    log = feed(
+        EpisodeLog(objective="o"),
+        {"type": "tool_call", "id": "c1", "name": "write_file", "input": {"path": "/repo/src/a.py"}},
+        {"type": "tool_result", "id": "c1", "output": "ok"},
+        {"type": "tool_call", "id": "c2", "name": "write_file", "input": {"path": "/repository/b.py"}},
+        {"type": "tool_result", "id": "c2", "output": "ok"},
+    )
+    draft = distill(trigger="budget", objective="o", log=log, parent=parent, count=words,
+                    max_tokens=5000, workdir="/repo/")
+    # One spelling per file; a sibling folder sharing the prefix is not under /repo.
+    assert draft["state"]["files_modified"] == ["setup.cfg", "src/a.py", "/repository/b.py"]
+    assert draft["state"]["files_read"] == ["/etc/hosts"]
+
+
+def test_tasks_are_the_unfinished_and_those_done_in_this_episode() -> None:
+    log = feed(
+        EpisodeLog(objective="o"),
+        {"type": "task", "id": "old", "title": "Old", "status": "done"},
+        {"type": "task", "id": "open", "title": "Open", "status": "in_progress"},
+    )
+    log.tasks_touched.clear()  # as if both were carried from an earlier episode
+    feed(log, {"type": "task", "id": "now", "title": "Now", "status": "done"})
+    draft = distill(trigger="budget", objective="o", log=log, parent=None, count=words, max_tokens=5000)
+    assert [t["id"] for t in draft["tasks"]] == ["open", "now"]
+
+
+def test_a_todo_the_agents_latest_list_dropped_is_left_out() -> None:
+    log = feed(
+        EpisodeLog(objective="o"),
+        {"type": "task", "id": "todo-a", "title": "Write the parser", "status": "in_progress"},
+        {"type": "task", "id": "mine", "title": "Not a todo", "status": "pending"},
+        {"type": "tool_call", "id": "c1", "name": "TodoWrite",
+         "input": {"todos": [{"content": "Write the docs", "status": "pending"}]}},
+    )
+    draft = distill(trigger="budget", objective="o", log=log, parent=None, count=words, max_tokens=5000)
+    assert [t["id"] for t in draft["tasks"]] == ["mine"]

@@ -45,6 +45,9 @@ PYTEST = (
         ({"code": 2}, False, True, None, ""),
         (None, True, False, None, ""),
         ("x" * 100_000 + "\nerror: at the end\nexit code 3", True, False, 3, "error: at the end"),
+        # The diagnostic naming file and line, not the count after it.
+        ("src/a.py:20:8: F401 `os` imported but unused\nFound 1 error.\nexit code 1", True, False, 1,
+         "src/a.py:20:8: F401 `os` imported but unused"),
     ],
 )
 def test_outcome(output: Any, is_error: bool, ok: bool, code: int | None, line: str) -> None:

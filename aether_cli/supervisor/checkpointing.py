@@ -112,6 +112,7 @@ class Checkpointer:
             prefer_agent=prefer_agent,
             command=self._command_distiller(max_tokens) if s.distill_command else None,
             workspace_changes=changed_files(self.cwd, start),
+            workdir=str(self.cwd),
         )
         assemble(
             draft,
