@@ -27,6 +27,7 @@ from aether_cli.protocol import (
     ToolCall,
     ToolResult,
 )
+from aether_cli.redact import redact_text
 
 # Caps: generous enough for a real episode, small enough that a runaway agent
 # cannot make the supervisor hold more than a few megabytes here.
@@ -48,6 +49,7 @@ MAX_TASK_FILES = 50
 MAX_TASK_TEXT = {"title": 300, "next_action": 2000, "notes": 2000}
 SHORT_INPUT_CHARS = 120
 ELLIPSIS = "…"
+_REDACT_MARGIN = 1024
 
 PATH_KEYS = ("path", "file", "file_path", "filename")
 PATH_LIST_KEYS = ("paths",)
@@ -79,10 +81,20 @@ _ERROR_LEVELS = frozenset({"error", "critical", "fatal"})
 
 
 def cap(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters, marked with an ellipsis when cut."""
+    """`text` cut to at most `limit` characters, marked with an ellipsis when cut.
+
+    A text is redacted before it is cut: a secret cut in half no longer has the
+    shape or the closing quote the rules know it by, and its first half would
+    reach the checkpoint.
+    """
     if len(text) <= limit:
         return text
-    return text[: max(0, limit - 1)] + ELLIPSIS
+    # A margin past the cut, so that a secret starting before it is seen whole.
+    head = text[: limit + _REDACT_MARGIN]
+    redacted = redact_text(head)
+    if len(head) == len(text) and len(redacted) <= limit:
+        return redacted  # the secret's marker is shorter than the secret: it fits now
+    return redacted[: max(0, limit - 1)] + ELLIPSIS
 
 
 def short_input(data: Any, limit: int = SHORT_INPUT_CHARS) -> str:
