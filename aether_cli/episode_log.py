@@ -31,6 +31,8 @@ from aether_cli.protocol import (
     ToolCall,
     ToolResult,
 )
+from aether_cli.redact import redact_text
+from aether_cli.redact_values import MARK_PREFIX
 from aether_cli.shell_writes import written_paths
 from aether_cli.tool_calls import (
     MAX_TODOS,
@@ -271,8 +273,11 @@ class EpisodeLog:
         command = shell_command(call.name, call.input)
         if command is not None:
             # The command ran (whatever its exit code): what it redirected to was opened.
-            for path in written_paths(command):
-                _add_path(self.files_modified, path)
+            # Read from the redacted command: `password => 'hunter2'` redirects to a
+            # file named by the secret, and a path is never redacted later.
+            for path in written_paths(redact_text(command)):
+                if MARK_PREFIX not in path:
+                    _add_path(self.files_modified, path)
 
     def _message(self, ev: Message) -> None:
         if ev.role == "assistant":

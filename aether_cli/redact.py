@@ -20,6 +20,7 @@ import functools
 from typing import Any
 
 from aether_cli.redact_fastpath import may_hold_secret
+from aether_cli.redact_labels import key_value_is_secret
 from aether_cli.redact_rules import looks_random, mark, redact_pass, secret_key_kind
 
 __all__ = ["looks_random", "redact_obj", "redact_text"]
@@ -52,14 +53,14 @@ def _redact_full(s: str) -> str:
 
 def _redact_value(key: Any, value: Any) -> Any:
     if isinstance(value, str):
-        # `{"password": "hunter2XYZ"}`: the key says what the value is even
+        # `{"password": "hunter2"}`: the key says what the value is even
         # though the value alone has no telltale shape.
         kind = secret_key_kind(key)
         text = redact_text(value)
-        # Judged before and after the text's own rules: a value that turns random-looking
+        # Judged before and after the text's own rules: a value that turns secret-looking
         # once a secret inside it is marked must be marked whole the first time, or a
         # second redaction would change it again.
-        if kind is not None and (looks_random(value) or looks_random(text)):
+        if kind is not None and (key_value_is_secret(key, value) or key_value_is_secret(key, text)):
             return mark(kind)
         return text
     return redact_obj(value)
@@ -80,12 +81,14 @@ def _redact_field_name(key: str) -> str:
 def redact_obj(obj: Any) -> Any:
     """A copy of the JSON value `obj` with every string redacted, dict keys included.
 
-    A key like `password` or `GITHUB_TOKEN` makes a random-looking string
-    value under it redacted whole. Keys are redacted too, because an agent
-    chooses the keys of its tool inputs and checkpoint state; field names are
-    never secret-shaped, so they come through unchanged (should two keys
-    redact to the same marker, the later one wins). Tuples become lists;
-    numbers, booleans and None are returned as they are.
+    A key like `password` or `GITHUB_TOKEN` makes a string value under it
+    redacted whole, unless it is a placeholder (`redact_labels` says which
+    keys name nothing but a secret, and which only a random-looking one).
+    Keys are redacted too, because an agent chooses the keys of its tool
+    inputs and checkpoint state; field names are never secret-shaped, so they
+    come through unchanged (should two keys redact to the same marker, the
+    later one wins). Tuples become lists; numbers, booleans and None are
+    returned as they are.
     """
     if isinstance(obj, str):
         return redact_text(obj)

@@ -9,6 +9,9 @@ pass changes nothing, and the full path would return the string as it is. A
 match (even one a check would veto) runs the full path. Shape rules, private
 keys and URLs are asked about the text, keyword rules about its lowercase
 twin, exactly where `redact_rules.redact_pass` matches them in its first pass.
+The bare AWS secret key has no literal to look for: the rule itself is the
+test, checks included, so the git hashes that fill agent output (runs of 40
+characters too) do not send a string down the full path.
 
 This module reads the rule tables of `redact_rules` and never changes a
 string: it knows nothing of markers or of JSON values.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from aether_cli.redact_labels import label_edits
 from aether_cli.redact_rules import (
     ASSIGNMENTS,
     AUTH_RULES,
@@ -27,6 +31,8 @@ from aether_cli.redact_rules import (
     PEM_BEGIN,
     SHAPE_RULES,
     URL_CREDS,
+    USER_FLAG,
+    aws_secret_keys,
     lower_twin,
 )
 
@@ -76,11 +82,15 @@ def _gates(pairs: Iterable[tuple[str, re.Pattern[str]]]) -> dict[str, tuple[re.P
 # patterns it gates. The "key" assignment is left out: it also needs the
 # prefix test of `redact_rules._assignment_edits` (see `_keyword_may_match`).
 _KEYWORD_GATES = _gates(
-    [*((needle, rule.regex) for rule in AUTH_RULES for needle in rule.needles), *ASSIGNMENTS[1:]]
+    [
+        *((needle, rule.regex) for rule in AUTH_RULES for needle in rule.needles),
+        *ASSIGNMENTS[1:],
+        ("-u", USER_FLAG),
+    ]
 )
 _KEY_ASSIGNMENT = ASSIGNMENTS[0][1]
 # Every keyword `FLAG` can match contains one of these.
-_FLAG_NEEDLES = frozenset(("key", "secret", "passw", "passphrase", "token", "credential"))
+_FLAG_NEEDLES = frozenset(("key", "secret", "passw", "passphrase", "pwd", "token", "credential"))
 
 
 def _alternation(needles: Iterable[str]) -> re.Pattern[str]:
@@ -141,6 +151,17 @@ def _keyword_may_match(low: str) -> bool:
     return flag_word and "--" in low and FLAG.search(low) is not None
 
 
+def _keyword_edits(s: str, low: str) -> bool:
+    # Labels are everywhere in code (`password=password`, `token: str`): where no
+    # shape rule matched, the text reaches the keyword rules unchanged, so their
+    # own answer, checks included, is exactly what the full path would do.
+    return any(rule.edits(s, low) for rule in AUTH_RULES) or bool(label_edits(s, low))
+
+
+def _keyword_edits_if_matched(s: str, low: str) -> bool:
+    return _keyword_may_match(low) and _keyword_edits(s, low)
+
+
 def _shape_may_match_short(s: str, hit: re.Match[str] | None) -> bool:
     # `_any_trigger(s, _SHAPE_GATED)`, asking only the needles that occur in `s`:
     # `hit` is the first needle, and each search from one position on finds the next.
@@ -158,6 +179,12 @@ def may_hold_secret(s: str) -> bool:
         hit = _SHAPE_NEEDLES.search(s)
         if hit is not None and _shape_may_match_short(s, hit):
             return True
+        if len(s) >= 40 and next(aws_secret_keys(s), None) is not None:
+            return True
         low = lower_twin(s)
-        return _KEYWORD_NEEDLES.search(low) is not None and _keyword_may_match(low)
-    return _any_trigger(s, _SHAPE_SCANNED) or _keyword_may_match(lower_twin(s))
+        return _KEYWORD_NEEDLES.search(low) is not None and _keyword_may_match(low) and _keyword_edits(s, low)
+    return (
+        _any_trigger(s, _SHAPE_SCANNED)
+        or next(aws_secret_keys(s), None) is not None
+        or _keyword_edits_if_matched(s, lower_twin(s))
+    )

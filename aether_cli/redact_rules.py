@@ -1,101 +1,59 @@
 """The redaction rules: what a secret looks like, and one pass that marks each one.
 
-Two kinds of rule:
+Three kinds of rule:
 - shape rules for secrets with a recognisable prefix (AWS key ids, GitHub,
   Slack, Stripe, GitLab, PyPI, npm, Hugging Face, Google, `sk-` keys, JWTs,
-  PEM private keys, passwords in URLs);
-- keyword rules (`API_KEY=…`, `"password": "…"`, `--token …`,
-  `Authorization: Bearer …`) that redact a value only if it looks random:
-  8+ characters, mixed character classes and enough Shannon entropy, so
-  `password=changeme`, `token_count=12` and `api_key = os.environ["API_KEY"]`
-  stay as written.
+  PEM private keys, passwords in URLs) and one without: a bare 40-character
+  AWS secret access key (base64 with both cases, a digit and a letter past
+  `f`, so the 40 lowercase hex of a git hash never qualifies);
+- `Authorization` headers (Basic, Bearer, token);
+- label rules (`redact_labels`: `password=…`, `"token": "…"`, `--secret …`,
+  `curl -u user:pass`), where the label rather than the value's shape says
+  a secret follows.
 
-The patterns are our own rather than a library's: the scanners on PyPI
-(detect-secrets and its forks) report lines, not spans to replace, pull in
-requests and PyYAML, and their entropy plugins flag the git SHAs, hashes and
-base64 images that memory must keep. tests/corpus/ measures what these rules
-catch and what they leave alone.
+The patterns are our own rather than a library's. detect-secrets 1.5.0 (the
+maintained scanner on PyPI) was measured on tests/corpus/: it caught 1 of the 8
+plain-password forms of issue 12 (only a quoted `password: "…"`), flagged 10
+of the 192 benign lines (git heads, sha256 digests, npm integrity strings, a
+base64 image), costs ~0.1 s to import and ~270 µs a line, pulls in requests and
+PyYAML, and reports lines and values rather than spans to replace.
+tests/corpus/ measures what these rules catch and what they leave alone.
 
-Every rule has a cheap substring pre-check, and markers never match a rule.
-This module knows nothing of JSON values, of the fast path that skips it
-(`redact_fastpath`) or of how often a pass is repeated (`redact`).
+Every rule has a cheap substring pre-check (the bare AWS key a regular
+expression of its own), and markers never match a rule. This module knows
+nothing of JSON values, of the fast path that skips it (`redact_fastpath`) or
+of how often a pass is repeated (`redact`).
 """
 
 from __future__ import annotations
 
-import functools
-import math
 import re
-from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
 
-MARK_PREFIX = "[REDACTED:"
+from aether_cli.redact_labels import (
+    ASSIGNMENTS,
+    FLAG,
+    KEY_PREFIX,
+    USER_FLAG,
+    label_edits,
+    lower_twin,
+    secret_key_kind,
+)
+from aether_cli.redact_values import MARK_PREFIX, entropy, looks_random, mark, placeholder
 
-
-def mark(kind: str) -> str:
-    return f"{MARK_PREFIX}{kind}]"
-
-
-# ------------------------------------------------------------- "looks random"
-
-# Names in code (snake_case, camelCase, dotted paths, kebab-case slugs with
-# short version suffixes) are assigned to `token`/`secret` variables all the
-# time; a secret almost never has this word-like shape.
-_WORDISH_PART = re.compile(r"(?:[A-Za-z][a-z]*(?:[A-Z][a-z]+)*|[A-Z]+)[0-9]{0,3}|[0-9]{1,3}")
-_PLACEHOLDER_PREFIXES = ("$", "<", "{{", "/", "./", "../", "~/", "*", MARK_PREFIX)
-# `%APPDATA%`, `%(password)s`: a template, not a value. A bare leading `%` is
-# kept as a possible secret: passwords start with one often enough.
-_PERCENT_PLACEHOLDER = re.compile(r"%(?:\(\w+\)|\w+%)")
-_WHITESPACE = re.compile(r"\s")
-_LOWER = re.compile(r"[^\W\d_A-Z]")  # a lowercase (or uncased non-ASCII) letter
-_UPPER = re.compile(r"[A-Z]")
-_DIGIT = re.compile(r"[0-9]")
-_OTHER = re.compile(r"[^A-Za-z0-9]")
-
-
-_C_LOG_C = [0.0, 0.0] + [c * math.log2(c) for c in range(2, 256)]
-
-
-def _entropy(value: str) -> float:
-    # H = log2(n) - sum(c*log2(c))/n; characters seen once add nothing to the sum.
-    n = len(value)
-    total = 0.0
-    for c in Counter(value).values():
-        if c > 1:
-            total += _C_LOG_C[c] if c < 256 else c * math.log2(c)
-    return math.log2(n) - total / n
-
-
-def _identifier_like(value: str) -> bool:
-    parts = re.split(r"[_.\-]", value)
-    if len(parts) < 2:
-        return False
-    return all(p == "" or _WORDISH_PART.fullmatch(p) for p in parts)
-
-
-def looks_random(value: str) -> bool:
-    """True if `value` could be a generated secret rather than a word, name or number.
-
-    8+ characters, no whitespace, not a placeholder (`$VAR`, `<your-key>`,
-    `***`, a path), not identifier-shaped, either letters mixed with digits or
-    three character classes, and an entropy of at least ~3 bits per character
-    (scaled down for short values, whose maximum is log2(length)).
-    """
-    n = len(value)
-    if n < 8 or value.startswith(_PLACEHOLDER_PREFIXES) or _WHITESPACE.search(value):
-        return False
-    if value.startswith("%") and _PERCENT_PLACEHOLDER.match(value):
-        return False
-    has_lower = _LOWER.search(value) is not None
-    has_upper = _UPPER.search(value) is not None
-    has_digit = _DIGIT.search(value) is not None
-    has_other = _OTHER.search(value) is not None
-    if not (has_digit and (has_lower or has_upper)) and has_lower + has_upper + has_digit + has_other < 3:
-        return False
-    if _identifier_like(value):
-        return False
-    return _entropy(value) >= min(3.0, 0.85 * math.log2(n))
+__all__ = [
+    "ASSIGNMENTS",
+    "AWS_SECRET",
+    "FLAG",
+    "KEY_PREFIX",
+    "USER_FLAG",
+    "aws_secret_keys",
+    "looks_random",
+    "lower_twin",
+    "mark",
+    "redact_pass",
+    "secret_key_kind",
+]
 
 
 def _has_letter_and_digit(value: str) -> bool:
@@ -249,7 +207,9 @@ def _redact_private_keys(text: str) -> str:
 # ------------------------------------------------------------- URL passwords
 
 _URL_PLACEHOLDERS = ("$", "<", "{{", "*", MARK_PREFIX)
-URL_CREDS = re.compile(r"://(?P<user>[^\s:/@\[\]\"'<>]{0,256}):(?P<pw>[^\s@/\"'<>]{1,256})@")
+# The password runs to the last `@` before the host: a raw `@` inside it
+# (`p@ss@host`) must not leave its tail behind.
+URL_CREDS = re.compile(r"://(?P<user>[^\s:/@\[\]\"'<>]{0,256}):(?P<pw>[^\s/\"'<>]{1,256})@")
 
 
 def _redact_url_password(m: re.Match[str]) -> str:
@@ -257,7 +217,8 @@ def _redact_url_password(m: re.Match[str]) -> str:
     start = m.start()
     # Only a real scheme (`postgres://`), not a stray "://" inside other text,
     # and not a template (`https://user:${DB_PASSWORD}@host`, `:****@`).
-    if start == 0 or not text[start - 1].isalnum() or m.group("pw").startswith(_URL_PLACEHOLDERS):
+    pw = m.group("pw")
+    if start == 0 or not text[start - 1].isalnum() or pw.startswith(_URL_PLACEHOLDERS) or placeholder(pw):
         return m.group(0)
     return f"://{m.group('user')}:{mark('url_password')}@"
 
@@ -298,97 +259,49 @@ AUTH_RULES: tuple[_Rule, ...] = (
     ),
 )
 
-# `<keyword><quote?> <sep> <value>`, one pattern per keyword ending so each
-# starts with a literal. "key" alone is too common a word: it needs one of
-# the prefixes below (api_key, ACCESS-KEY, secretkey, ...). Quotes may carry
-# any number of backslashes: JSON inside a string inside JSON (a tool input
-# flattened into a checkpoint line) escapes them twice.
-_KEY_PREFIXES = r"api|access|secret|signing|private|encryption|master|account|client|auth|session|app"
-KEY_PREFIX = re.compile(rf"(?:{_KEY_PREFIXES})[_-]?$")
-# `page_token=...`, `nextPageToken`, `continuation_token`: opaque cursors from
-# paginated APIs, printed all the time and worth nothing to an attacker.
-_CURSOR_PREFIX = re.compile(r"(?:page|continuation|cursor)[_-]?$")
-_VALUE = (
-    r"(?:\\*[\"'])?[ \t]*(?:=>|:=|[:=])[ \t]*(?![=>])"
-    r"(?:\\*\"(?P<dq>[^\"\\\n]{8,})\\*\"|\\*'(?P<sq>[^'\\\n]{8,})\\*'"
-    r"|(?P<bare>[^\s\"'`,;&<>()\[\]{}\\]{8,})(?P<after>[(\[]?))"
-)
-ASSIGNMENTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (literal, re.compile(pattern + _VALUE))
-    for literal, pattern in (
-        ("key", "key"),
-        ("secret", "secret"),
-        ("passw", "passw(?:or)?d"),
-        ("passphrase", "passphrase"),
-        ("token", "token"),
-        ("credential", "credentials?"),
-    )
-)
-_KEYWORDS = rf"(?:{_KEY_PREFIXES})[_-]?key|secret|passwd|password|passphrase|token|credentials?"
-# `--password VALUE`, `--api-key VALUE`: the `=` form is an assignment above;
-# this is the space-separated form of a long command-line option.
-FLAG = re.compile(rf"--(?:[a-z0-9]+[_-])*(?P<kw>{_KEYWORDS})[ \t]+(?:\\*[\"'])?(?P<value>[^\s\"'`\\]{{8,}})")
-_KEY_NAME = re.compile(rf"(?:{_KEYWORDS})$", re.IGNORECASE)
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+# ------------------------------------------------------------- bare AWS secret keys
+
+# Exactly 40 base64 characters between characters that are neither base64 nor
+# `_` or `-` (which would make them part of a name or slug), not followed by
+# padding; or right after an escaped `\n`, `\t`, `\r` of JSON text (where the
+# escape's letter would otherwise lengthen the run). Two patterns, because the
+# second starts with a literal and so costs next to nothing where no backslash is.
+AWS_SECRET = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/]{40}(?![A-Za-z0-9+/=_-])")
+_AWS_SECRET_ESCAPED = re.compile(r"\\[ntr]([A-Za-z0-9+/]{40})(?![A-Za-z0-9+/=_-])")
+_WORDS = re.compile(r"[a-z]{4,}")
+_NOT_HEX = re.compile(r"[g-zG-Z+/]")
 
 
-def _keyword_kind(keyword: str) -> str:
-    k = keyword.lower()
-    if "pass" in k:
-        return "password"
-    if "token" in k:
-        return "token"
-    if "api" in k:
-        return "api_key"
-    return "secret"
+def _aws_secret_key(value: str) -> bool:
+    # Both cases, a digit and a character no hex digest has: a git hash (40
+    # lowercase hex), an uppercase hex id or a path of words never qualifies.
+    if not (_mixed_case(value) and any(ch.isdigit() for ch in value) and _NOT_HEX.search(value)):
+        return False
+    if value.startswith("eyJ"):
+        return False  # base64 of a JSON object (a JWT's header), not a key
+    # Random base64 of this length holds a `/` or `+` about once and has ~4.8
+    # bits of entropy per character; a path holds many slashes and less entropy.
+    if value.count("/") + value.count("+") > 6 or entropy(value) < 4.2:
+        return False
+    # `org/cpython/file/7aaba721ebc0/Lib/socket`: a path of words, not a key.
+    words = [part for part in value.split("/") if len(part) >= 3 and part.isalpha()]
+    # `CreateCloudFrontOriginAccessIdentity2014`: a name of words; random base64
+    # has a run of 4+ lowercase letters about once in 40 characters.
+    return len(words) < 2 and sum(map(len, _WORDS.findall(value))) < 16
 
 
-def _assignment_edits(text: str, low: str) -> list[tuple[int, int, str]]:
-    edits: list[tuple[int, int, str]] = []
-    for literal, regex in ASSIGNMENTS:
-        if literal not in low:
-            continue
-        for m in regex.finditer(low):
-            keyword = m.group(0)[: len(literal)]
-            if literal == "key":
-                prefix = KEY_PREFIX.search(low, max(0, m.start() - 12), m.start())
-                if prefix is None:
-                    continue
-                keyword = prefix.group(0) + keyword
-            elif literal == "token" and _CURSOR_PREFIX.search(low, max(0, m.start() - 13), m.start()):
-                continue
-            group = "dq" if m.group("dq") is not None else "sq" if m.group("sq") is not None else "bare"
-            # `api_key = get_key(...)`, `token = tokens[0]`: code, not a value.
-            if group == "bare" and m.group("after"):
-                continue
-            start, end = m.start(group), m.end(group)
-            if looks_random(text[start:end]):
-                edits.append((start, end, _keyword_kind(keyword)))
-    if "--" in low:
-        for m in FLAG.finditer(low):
-            start, end = m.span("value")
-            if looks_random(text[start:end]):
-                edits.append((start, end, _keyword_kind(m.group("kw"))))
-    return edits
-
-
-def lower_twin(text: str) -> str:
-    low = text.lower()
-    # A few characters change length when lowercased ("İ"); offsets must match.
-    return low if len(low) == len(text) else text.translate(_ASCII_LOWER)
-
-
-# Records repeat a small set of field names, and this search (case-insensitive,
-# with no literal to scan for) costs as much as redacting a short value.
-@functools.lru_cache(maxsize=1024)
-def secret_key_kind(key: Any) -> str | None:
-    """The marker kind if dict key `key` names a secret (`password`, `GITHUB_TOKEN`), else None."""
-    if not isinstance(key, str):
-        return None
-    named = _KEY_NAME.search(key)
-    if named is None or _CURSOR_PREFIX.search(key.lower(), 0, named.start()):
-        return None
-    return _keyword_kind(named.group(0))
+def aws_secret_keys(text: str) -> Iterator[tuple[int, int]]:
+    """The spans of bare AWS secret access keys in `text` (lazily: the fast path stops at the first)."""
+    for m in AWS_SECRET.finditer(text):
+        start = m.start()
+        if start > 0 and text[start - 1] == "\\" and text[start] in "ntr":
+            continue  # the letter of an escape: the key, if any, starts after it (below)
+        if _aws_secret_key(m.group()):
+            yield m.span()
+    if "\\" in text:
+        for m in _AWS_SECRET_ESCAPED.finditer(text):
+            if _aws_secret_key(m.group(1)):
+                yield m.span(1)
 
 
 def redact_pass(s: str) -> str:
@@ -402,5 +315,8 @@ def redact_pass(s: str) -> str:
     edits = []
     for rule in AUTH_RULES:
         edits.extend(rule.edits(text, low))
-    edits.extend(_assignment_edits(text, low))
+    edits.extend(label_edits(text, low))
+    # Last, so that where a label names the same span (`token=<40 characters>`),
+    # its kind is the one written (`_apply` keeps the first of equal spans).
+    edits.extend((start, end, "aws_secret_key") for start, end in aws_secret_keys(text))
     return _apply(text, edits)

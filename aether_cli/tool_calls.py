@@ -17,12 +17,14 @@ from typing import Any
 
 from aether_cli import protocol
 from aether_cli.error_book import Identity, file_identity, other_identity, shell_identity
+from aether_cli.redact import redact_text
 from aether_cli.shell_writes import command_text
 
 SHORT_INPUT_CHARS = 120
 MAX_TODOS = 50
 TODO_TEXT_CHARS = 300
 ELLIPSIS = "…"
+_REDACT_MARGIN = 1024
 
 PATH_KEYS = ("path", "file", "file_path", "filename")
 PATH_LIST_KEYS = ("paths",)
@@ -49,10 +51,20 @@ _TODO_STATUS = {"completed": "done", "done": "done", "in_progress": "in_progress
 
 
 def cap(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters, marked with an ellipsis when cut."""
+    """`text` cut to at most `limit` characters, marked with an ellipsis when cut.
+
+    A text is redacted before it is cut: a secret cut in half no longer has the
+    shape or the closing quote the rules know it by, and its first half would
+    reach the checkpoint.
+    """
     if len(text) <= limit:
         return text
-    return text[: max(0, limit - 1)] + ELLIPSIS
+    # A margin past the cut, so that a secret starting before it is seen whole.
+    head = text[: limit + _REDACT_MARGIN]
+    redacted = redact_text(head)
+    if len(head) == len(text) and len(redacted) <= limit:
+        return redacted  # the secret's marker is shorter than the secret: it fits now
+    return redacted[: max(0, limit - 1)] + ELLIPSIS
 
 
 def short_input(data: Any, limit: int = SHORT_INPUT_CHARS) -> str:

@@ -263,3 +263,15 @@ def test_memory_stays_bounded_over_a_long_episode() -> None:
     assert all(len(op["text"]) <= E.MAX_FACT_CHARS for op in log.memory_ops)
     assert len(log.open_calls) == 0
     assert len(log.recent_calls) == E.MAX_RECENT_CALLS
+
+
+def test_a_redirect_named_by_a_secret_is_not_recorded_as_a_file() -> None:
+    # `password => 'x'` in a shell redirects to a file named by the secret: the path would
+    # reach files_modified verbatim, where no rule sees a label any more.
+    log = feed(
+        EpisodeLog(objective="o"),
+        {"type": "tool_call", "id": "c1", "name": "shell",
+         "input": {"command": ":password => 'xP7UpCNBAoFCu^lP' && echo hi > notes.txt"}},
+        {"type": "tool_result", "id": "c1", "output": "ok"},
+    )
+    assert log.files_modified == ["notes.txt"]

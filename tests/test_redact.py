@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import random
 import string
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aether_cli.redact import looks_random, redact_obj, redact_text
-from aether_cli.store import files
+from aether_cli.scan import scan_memory
+from aether_cli.store import MemoryStore, files
 
 RNG = random.Random(20240601)
 ALNUM = string.ascii_letters + string.digits
@@ -142,7 +144,6 @@ def test_a_corpus_in_one_big_string_is_fully_redacted() -> None:
 ORDINARY = [
     "def get_token(self) -> str:\n    return self._token\n",
     "password=changeme",
-    "password: hunter2",  # fewer than 8 characters
     "token_count=12",
     "max_tokens = 4096",
     "tokens: 128000",
@@ -371,3 +372,133 @@ def test_redact_obj_is_idempotent_and_keeps_keys(value: object) -> None:
 )
 def test_looks_random(value: str, expected: bool) -> None:
     assert looks_random(value) is expected
+
+
+# ------------------------------------------------------------- issue 12, point 4: passwords by their label
+
+# A random AWS secret access key (40 base64 characters) and a git hash (40 lowercase hex).
+AWS_SECRET = rand(40, B64)
+GIT_HEAD = "".join(RNG.choice("0123456789abcdef") for _ in range(40))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("export PGPASSWORD=hunter2hunter2", "export PGPASSWORD=[REDACTED:password]"),
+        ('password: "correct horse battery staple"', 'password: "[REDACTED:password]"'),
+        ("curl -u admin:S3cr3tPassw0rd https://x.test", "curl -u admin:[REDACTED:password] https://x.test"),
+        (
+            "curl --user admin:hunter2hunter2 https://x.test",
+            "curl --user admin:[REDACTED:password] https://x.test",
+        ),
+        ("MYSQL_PWD=sunshine42 mysql shop", "MYSQL_PWD=[REDACTED:password] mysql shop"),
+        # A value holding `&` goes whole; a query string keeps its next parameter.
+        ("DB_PASSWORD=Tr0ub4dor&3xKq9Lm", "DB_PASSWORD=[REDACTED:password]"),
+        ("GET /export?token=abc123def&format=csv", "GET /export?token=[REDACTED:token]&format=csv"),
+        # A raw `@` in a URL password leaves no tail.
+        ("postgres://app:p@ss@word@db/app", "postgres://app:[REDACTED:url_password]@db/app"),
+        ("password: hunter2", "password: [REDACTED:password]"),
+        ("  password: correct horse battery staple", "  password: [REDACTED:password]"),
+        ('{"password": "letmein"}', '{"password": "[REDACTED:password]"}'),
+        ("SECRET=opensesame", "SECRET=[REDACTED:secret]"),
+        (f"The secret key is {AWS_SECRET}.", "The secret key is [REDACTED:aws_secret_key]."),
+        (f"token={AWS_SECRET}", "token=[REDACTED:token]"),  # the label names it, not its shape
+    ],
+)
+def test_a_labelled_value_is_redacted_whatever_it_looks_like(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+    assert redact_text(expected) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"commit {GIT_HEAD}",
+        GIT_HEAD.upper(),
+        f'"git_head": "{GIT_HEAD}"',
+        "password_reset_url = 'https://example.com/reset'",
+        "mytool --password-file /run/secrets/db_password",
+        "token_count = 4096",
+        "max_tokens: 4096",
+        "secret_santa: true",
+        "The password is stored hashed; never log it.",
+        "Enter your password:",
+        "password = password or None",
+        "client.login(username=user, password=self.password)",
+        "password: str | None = None",
+        "token: expired",
+        "PGPASSWORD=$DB_PASSWORD psql",
+        "docker run -u 1000:1000 acme/build",
+        "curl -u admin https://x.test",
+        "password=changeme",
+        "password: '********'",
+    ],
+)
+def test_a_label_with_no_secret_after_it_is_left_alone(text: str) -> None:
+    assert redact_text(text) == text
+
+
+def test_a_key_naming_a_password_redacts_any_value_but_a_placeholder() -> None:
+    out = redact_obj(
+        {
+            "password": "correct horse battery staple",
+            "db_password": "hunter2",
+            "MYSQL_PWD": "letmein1",
+            "token": "changeme",
+            "pwd": "/home/jane/project",
+            "secret": "",
+        }
+    )
+    assert out == {
+        "password": "[REDACTED:password]",
+        "db_password": "[REDACTED:password]",
+        "MYSQL_PWD": "[REDACTED:password]",
+        "token": "changeme",
+        "pwd": "/home/jane/project",
+        "secret": "",
+    }
+
+
+def test_a_checkpoint_keeps_its_git_head_and_loses_its_passwords(tmp_path: Path) -> None:
+    store = MemoryStore(tmp_path / ".memory")
+    store.init()
+    answer = (
+        f"Set up the database: export PGPASSWORD=hunter2hunter2, then curl -u admin:S3cr3tPassw0rd; "
+        f"the IAM secret is {AWS_SECRET}."
+    )
+    written = store.write_checkpoint(
+        {
+            "objective": "set up the database",
+            "progress": [answer],
+            "state": {"answer": answer, "config": 'password: "correct horse battery staple"'},
+            "workspace": {"git_head": GIT_HEAD, "dirty_hash": None},
+        }
+    )
+    path = tmp_path / ".memory" / "checkpoints" / f"{written['id']}.json"
+    text = path.read_text(encoding="utf-8")
+    for secret in ("hunter2hunter2", "S3cr3tPassw0rd", AWS_SECRET, "correct horse"):
+        assert secret not in text
+    assert store.read_checkpoint(written["id"])["workspace"]["git_head"] == GIT_HEAD
+
+
+def test_scan_finds_plain_passwords_written_behind_the_stores_back(tmp_path: Path) -> None:
+    mem = tmp_path / ".memory"
+    (mem / "checkpoints").mkdir(parents=True)
+    record = {
+        "progress": ["export PGPASSWORD=hunter2hunter2", "curl -u admin:S3cr3tPassw0rd"],
+        "state": {"answer": f"secret {AWS_SECRET}", "db": {"password": "correct horse battery staple"}},
+        "workspace": {"git_head": GIT_HEAD},
+    }
+    (mem / "checkpoints" / "chk_000001_00000000.json").write_bytes(files.dumps(record))
+    report = scan_memory(mem)
+    kinds = sorted(f.kind for f in report.findings)
+    assert kinds == ["aws_secret_key", "password", "password", "password"], report.to_dict()
+
+
+def test_a_label_after_a_colon_is_still_a_label_when_assigned_with_equals() -> None:
+    # aether's own error-book keys read `sh:<command>`; a resource name (`…:secret:name`) is
+    # the form to leave alone, and it is written with a colon.
+    secret = "ccd67c0bee00f6c6b5046396ddfefbc126bfe1865c1179c80ee38db48e773a57"
+    assert secret not in redact_text(f"sh:JWT_SECRET={secret}")
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf"
+    assert redact_text(arn) == arn

@@ -31,6 +31,7 @@ def test_the_corpus_covers_every_kind_the_issue_names() -> None:
     kinds = {kind for case in CASES for kind in MARKER.findall(redact_text(case.text))}
     assert {
         "aws_access_key",
+        "aws_secret_key",
         "github_token",
         "slack_token",
         "stripe_key",

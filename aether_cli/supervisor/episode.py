@@ -35,6 +35,7 @@ from aether_cli.adapters.base import Compaction, Outcome, StreamStarted
 from aether_cli.budget import SOFT, Budget, Triggers
 from aether_cli.episode_log import EpisodeLog
 from aether_cli.launcher import exit_code_of
+from aether_cli.redact import redact_text
 from aether_cli.reporter import Reporter
 from aether_cli.settings import Settings
 from aether_cli.supervisor.ends import EpisodeEnd, judge_failure
@@ -186,8 +187,11 @@ class Episode:
             self.speaks_protocol = True
         self._learn(ev)
         if isinstance(ev, P.TaskUpdate) and not self.store.valid_task_id(ev.id):
-            self.record("warning", text=f"refused task id {ev.id[:80]!r}")
-            self.ui.notice(f"refused task id {ev.id[:80]!r}: ids are letters, digits, _ - . (max 64)", "warn")
+            self.record("warning", text=f"refused task id {redact_text(ev.id)[:80]!r}")
+            self.ui.notice(
+                f"refused task id {redact_text(ev.id)[:80]!r}: ids are letters, digits, _ - . (max 64)",
+                "warn",
+            )
             return
         self._measure(ev)
         self.log.add(ev)

@@ -37,6 +37,8 @@ _ALPHABETS = {
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(_ALPHABETS) + r"):(\d+)\}")
 _ESCAPE = re.compile(r"\\([\\n])")
 _SECRET = re.compile(f"{OPEN}(.*?){CLOSE}", re.S)
+_RUN = re.compile(r"[A-Za-z0-9]+")
+_MARKER = re.compile(r"\[REDACTED:[a-z0-9_]+\]")
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,9 @@ def leftovers(out: str, secrets: Iterable[str]) -> list[str]:
     """The parts of `secrets` still in `out`, as written or JSON-escaped (once or twice).
 
     A multi-line secret (a private key) counts as leaked if any of its lines
-    of 8+ characters is still there.
+    of 8+ characters is still there, and any secret if a run of 6+ letters and
+    digits of it (not all lowercase letters) is: a password cut at its `&` or
+    `@` leaks its tail.
     """
     left = []
     for secret in secrets:
@@ -118,4 +122,11 @@ def leftovers(out: str, secrets: Iterable[str]) -> list[str]:
             once = orjson.dumps(form).decode()[1:-1]
             forms |= {once, orjson.dumps(once).decode()[1:-1]}
         left.extend(form for form in forms if form in out)
+        # Runs with a digit or a capital: a lowercase word of a secret (`github` of
+        # `github_pat_`, `correct` of `correct horse`) also occurs in plain text.
+        bare = _MARKER.sub(" ", out)
+        runs = [
+            run for run in _RUN.findall(secret) if len(run) >= 6 and not (run.isalpha() and run.islower())
+        ]
+        left.extend(run for run in runs if run in bare)
     return left
