@@ -79,6 +79,13 @@ def _console() -> Any:
     return make_console()
 
 
+def _print_view(items: list[Any]) -> None:
+    """Print a view's renderables one under another (`print(*items)` would join texts on one line)."""
+    from rich.console import Group
+
+    _console().print(Group(*items))
+
+
 # ------------------------------------------------------------------ run / resume
 
 KW = inspect.Parameter.KEYWORD_ONLY
@@ -211,7 +218,7 @@ def status(
     if watch:
         watch_view(_console(), lambda: status_view(commands.status(store)))
     else:
-        _console().print(*status_view(commands.status(store)))
+        _print_view(status_view(commands.status(store)))
 
 
 @app.command("checkpoints")
@@ -244,7 +251,7 @@ def show(
         return
     from aether_cli.render import checkpoint_view
 
-    _console().print(*checkpoint_view(ck))
+    _print_view(checkpoint_view(ck))
 
 
 @app.command()

@@ -18,6 +18,7 @@ from helpers import aether
 from rich.console import Console
 from typer.testing import CliRunner
 
+from aether_cli.cli import app
 from aether_cli.store import MemoryStore
 
 runner = CliRunner()
@@ -83,3 +84,36 @@ def test_scan_without_a_memory_folder_exits_0_with_a_one_line_note(project: Path
     (project / ".memory").write_text("x")
     res = aether("scan")
     assert res.returncode == 2 and "is not a folder" in res.stderr
+
+
+# ------------------------------------------------------------- show
+
+
+def test_show_puts_each_progress_item_next_action_and_task_on_its_own_line(project: Path) -> None:
+    store = MemoryStore(project / ".memory")
+    store.init()
+    ck = store.write_checkpoint(
+        draft(
+            progress=["read the code", "wrote the tests"],
+            next_actions=["fix a", "fix b"],
+            tasks=[
+                {"id": "t1", "status": "pending", "next_action": "n1"},
+                {"id": "t2", "status": "done", "next_action": ""},
+            ],
+        )
+    )
+    res = runner.invoke(app, ["show", ck["id"]])
+    assert res.exit_code == 0, res.output
+    lines = [line.rstrip() for line in res.stdout.splitlines()]
+    for expected in (
+        "progress",
+        "  - read the code",
+        "  - wrote the tests",
+        "next actions",
+        "  - fix a",
+        "  - fix b",
+        "tasks",
+        "  t1 [pending] n1",
+        "  t2 [done]",
+    ):
+        assert expected in lines, (expected, lines)
