@@ -127,6 +127,11 @@ class TerminalReporter:
             self._live = None
 
 
+def _dash(value: Any) -> str:
+    """A value as text, or "-" where there is none (never "None")."""
+    return "-" if value is None or value == "" else str(value)
+
+
 def _add(table: Table, *cells: Any) -> None:
     """Add a row; plain strings become Text so agent-made text is never read as Rich markup."""
     table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
@@ -185,7 +190,7 @@ def _status_head(data: dict[str, Any]) -> Table:
     )
     if data.get("objective"):
         _add(head, "objective", _short(data["objective"], 200))
-    _add(head, "episode", str(data.get("episode", "-")))
+    _add(head, "episode", _dash(data.get("episode")))
     _context_rows(head, data)
     _add(head, "tokenizer", data.get("tokenizer", "-"))
     if data.get("tokenizer_note"):

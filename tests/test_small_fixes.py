@@ -10,6 +10,7 @@ checkpoint, with no session, and after a clean exit 74; the lock message.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,14 @@ def test_show_puts_each_progress_item_next_action_and_task_on_its_own_line(proje
         "  t2 [done]",
     ):
         assert expected in lines, (expected, lines)
+
+
+# ------------------------------------------------------------- status
+
+
+def test_status_with_no_session_does_not_print_episode_none(project: Path) -> None:
+    MemoryStore(project / ".memory").init()
+    res = runner.invoke(app, ["status"])
+    assert res.exit_code == 0, res.output
+    assert "None" not in res.stdout
+    assert re.search(r"^episode\s+-\s*$", res.stdout, re.M), res.stdout
