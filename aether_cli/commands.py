@@ -223,7 +223,7 @@ def status(store: MemoryStore) -> dict[str, Any]:
     elif holder is not None:
         state = "running"
     ids = store.checkpoint_ids()
-    last_id = cont.get("last_checkpoint") or (ids[-1] if ids else None)
+    last_id, last_note = _last_checkpoint(cont.get("last_checkpoint"), ids)
     tokenizer = beat.get("tokenizer") or cont.get("tokenizer") or "-"
     tok_note = beat.get("tokenizer_note") or cont.get("tokenizer_note") or ""
     if tokenizer == "estimate" and not tok_note:
@@ -250,10 +250,23 @@ def status(store: MemoryStore) -> dict[str, Any]:
         # Steps redone after relaunches, and first steps that followed the handoff.
         "continuity": _continuity(beat.get("continuity") or cont.get("continuity")),
         "last_checkpoint": _checkpoint_summary(store, last_id) if last_id else None,
+        "last_checkpoint_note": last_note,
         "checkpoints": len(ids),
         "tasks": [_task_row(t) for t in store.list_tasks()],
         "command": cont.get("command", []),
     }
+
+
+def _last_checkpoint(recorded: Any, ids: list[str]) -> tuple[str | None, str]:
+    """The checkpoint status shows: the one the session recorded as its last, or, when that one
+    is gone (`aether drop --force`), the newest left, with a note saying so."""
+    newest = ids[-1] if ids else None
+    if not isinstance(recorded, str) or not recorded:
+        return newest, ""
+    if recorded in ids:
+        return recorded, ""
+    left = f"the newest left is {newest}" if newest else "none is left"
+    return newest, f"{recorded}, the session's last, was dropped; {left}"
 
 
 CONTINUITY_FIGURES = ("relaunches", "steps_redone", "first_step_judged", "first_step_followed")

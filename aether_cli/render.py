@@ -205,6 +205,8 @@ def _status_head(data: dict[str, Any]) -> Table:
             ),
         )
     _checkpoint_rows(head, data.get("last_checkpoint"))
+    if data.get("last_checkpoint_note"):
+        _add(head, "", Text(data["last_checkpoint_note"], style="yellow"))
     _add(head, "checkpoints", str(data.get("checkpoints", 0)))
     return head
 
@@ -246,6 +248,9 @@ def _checkpoint_rows(head: Table, ck: dict[str, Any] | None) -> None:
     """The last checkpoint and how much it compressed its episode."""
     if not ck:
         _add(head, "checkpoint", "none yet")
+        return
+    if ck.get("error"):
+        _add(head, "checkpoint", Text(f"{ck['id']}: {ck['error']}", style="red"))
         return
     _add(
         head,

@@ -19,7 +19,9 @@ from helpers import aether
 from rich.console import Console
 from typer.testing import CliRunner
 
+from aether_cli import commands
 from aether_cli.cli import app
+from aether_cli.render import status_view
 from aether_cli.store import MemoryStore
 
 runner = CliRunner()
@@ -129,3 +131,28 @@ def test_status_with_no_session_does_not_print_episode_none(project: Path) -> No
     assert res.exit_code == 0, res.output
     assert "None" not in res.stdout
     assert re.search(r"^episode\s+-\s*$", res.stdout, re.M), res.stdout
+
+
+def test_status_after_dropping_the_latest_checkpoint_shows_the_newest_left(project: Path) -> None:
+    store = MemoryStore(project / ".memory")
+    store.init()
+    first = store.write_checkpoint(draft())
+    second = store.write_checkpoint(draft(episode=2, parent=first["id"]))
+    continuity(store, "stopped", second["id"])
+    store.drop_checkpoint(second["id"], force=True)
+    res = runner.invoke(app, ["status"])
+    assert res.exit_code == 0, res.output
+    assert "None" not in res.stdout, res.stdout
+    assert first["id"] in res.stdout and "(budget, rules)" in res.stdout
+    assert second["id"] in res.stdout and "dropped" in res.stdout
+    data = commands.status(store)
+    assert data["last_checkpoint"]["id"] == first["id"]
+    assert second["id"] in data["last_checkpoint_note"]
+
+
+def test_a_checkpoint_that_cannot_be_read_is_named_not_shown_as_none() -> None:
+    data = {"state": "stopped", "last_checkpoint": {"id": "chk_000002_deadbeef", "error": "gone"}}
+    console = plain_console()
+    console.print(*status_view(data))
+    out = output(console)
+    assert "None" not in out and "chk_000002_deadbeef" in out and "gone" in out
