@@ -7,6 +7,7 @@ return data (or raise an AetherError), so they are tested without a CLI.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -216,12 +217,7 @@ def status(store: MemoryStore) -> dict[str, Any]:
     cont = store.read_continuity() or {}
     holder = store.holder()
     beat = (store.read_heartbeat() if holder else None) or {}
-    state = cont.get("status", "none")
-    note = ""
-    if holder is None and state == "running":
-        state, note = "stale", "supervisor is gone; `aether resume` recovers"
-    elif holder is not None:
-        state = "running"
+    state, note = _run_state(store, cont, holder)
     ids = store.checkpoint_ids()
     last_id, last_note = _last_checkpoint(cont.get("last_checkpoint"), ids)
     tokenizer = beat.get("tokenizer") or cont.get("tokenizer") or "-"
@@ -255,6 +251,33 @@ def status(store: MemoryStore) -> dict[str, Any]:
         "tasks": [_task_row(t) for t in store.list_tasks()],
         "command": cont.get("command", []),
     }
+
+
+def _run_state(store: MemoryStore, cont: dict[str, Any], holder: dict[str, Any] | None) -> tuple[str, str]:
+    """The session's state and a note: a record saying "running" with no live holder is a run
+    that ended without recording its end. If it exited itself (an error it reported, such as a
+    full disk: exit 74), it removed runs/lock.json on its way out; a killed one left it."""
+    state = str(cont.get("status", "none"))
+    if holder is not None:
+        return "running", ""
+    if state != "running":
+        return state, ""
+    if not os.path.lexists(store.lock_info_path) and _ran_here(store, cont.get("session_id")):
+        return "stopped", (
+            "the last run exited on an error before it could record its end (see its last "
+            "message); `aether resume` continues"
+        )
+    return "stale", "supervisor is gone; `aether resume` recovers"
+
+
+def _ran_here(store: MemoryStore, session_id: Any) -> bool:
+    """Whether the session ran on this machine (its local ledger is here; a fresh clone has none)."""
+    if not isinstance(session_id, str):
+        return False
+    try:
+        return os.path.lexists(store.ledger_path(session_id))
+    except AetherError:
+        return False
 
 
 def _last_checkpoint(recorded: Any, ids: list[str]) -> tuple[str | None, str]:

@@ -10,16 +10,22 @@ checkpoint, with no session, and after a clean exit 74; the lock message.
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import orjson
-from helpers import aether
+import pytest
+from helpers import aether, read_json
 from rich.console import Console
 from typer.testing import CliRunner
 
 from aether_cli import commands
+from aether_cli import constants as C
 from aether_cli.cli import app
 from aether_cli.render import status_view
 from aether_cli.store import MemoryStore
@@ -156,3 +162,76 @@ def test_a_checkpoint_that_cannot_be_read_is_named_not_shown_as_none() -> None:
     console.print(*status_view(data))
     out = output(console)
     assert "None" not in out and "chk_000002_deadbeef" in out and "gone" in out
+
+
+HOLD_AND_EXIT = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    from aether_cli.store import MemoryStore
+    store = MemoryStore(Path(sys.argv[1]))
+    store.acquire(["python", "agent.py"])
+    store.open_ledger("ses_1").close()
+    store.write_continuity({"session_id": "ses_1", "status": "running", "episode": 1,
+                            "last_checkpoint": None, "command": ["python", "agent.py"]})
+    if sys.argv[2] == "clean":
+        store.release()  # what aether does on its way out, whatever the error
+    os._exit(74 if sys.argv[2] == "clean" else 0)  # "killed": no release, lock.json stays
+""")
+
+
+@pytest.mark.parametrize("how", ["clean", "killed"])
+def test_status_after_a_clean_exit_74_is_not_stale(project: Path, how: str) -> None:
+    store = MemoryStore(project / ".memory")
+    store.init()
+    proc = subprocess.run([sys.executable, "-c", HOLD_AND_EXIT, str(store.root), how], check=False)
+    assert proc.returncode == (74 if how == "clean" else 0)
+    data = commands.status(store)
+    if how == "killed":
+        assert data["state"] == "stale"
+    else:
+        assert data["state"] == "stopped", data
+        assert "resume" in data["state_note"]
+    # On a fresh clone (no local ledger of the session) a "running" record is stale either way.
+    store.ledger_path("ses_1").unlink()
+    assert commands.status(store)["state"] == "stale"
+
+
+FAILING_RUN = """
+import errno, os, sys
+from aether_cli.store import files
+from aether_cli.cli import main
+
+class Full(files.OsFS):
+    calls = 0
+    def replace(self, src, dst):
+        Full.calls += 1
+        if Full.calls > int(os.environ["OK_RENAMES"]):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        super().replace(src, dst)
+
+files.FS = Full()
+sys.argv = ["aether", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_status_after_a_real_disk_full_exit_74_is_not_stale(project: Path) -> None:
+    agent = Path(__file__).parent / "agents" / "minimal_agent.py"
+    for ok_renames in range(3, 12):
+        res = subprocess.run(
+            [sys.executable, "-c", FAILING_RUN, "run", "-q", "--", sys.executable, str(agent)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "OK_RENAMES": str(ok_renames)},
+            stdin=subprocess.DEVNULL,
+        )
+        cont = read_json(project / ".memory" / C.CONTINUITY_FILE)
+        if res.returncode == C.EXIT_STORAGE and cont.get("status") == "running":
+            break
+    else:
+        pytest.fail("no disk-full run left the continuity record at 'running'")
+    state = orjson.loads(aether("status", "--json").stdout)
+    assert state["state"] == "stopped", state
+    assert "stale" not in aether("status").stdout
