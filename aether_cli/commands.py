@@ -138,9 +138,9 @@ def resume_plan(
     holder = store.holder()
     if holder is not None:
         raise LockedError(
-            f"session {cont.get('session_id')} is running now (pid {holder.get('pid')}, "
-            f"{_command_text(holder.get('command'))}, since {holder.get('started_at', '?')}); "
-            "use `aether status` to watch it"
+            f"session {cont.get('session_id')} is running now: aether (pid {holder.get('pid')}, "
+            f"since {holder.get('started_at', '?')}), supervising the agent command: "
+            f"{_command_text(holder.get('command'))}; use `aether status` to watch it"
         )
     notes: list[str] = []
     if cont.get("status") == "running":

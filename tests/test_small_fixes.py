@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from typer.testing import CliRunner
 from aether_cli import commands
 from aether_cli import constants as C
 from aether_cli.cli import app
+from aether_cli.errors import LockedError
 from aether_cli.render import status_view
 from aether_cli.store import MemoryStore
 
@@ -235,3 +237,50 @@ def test_status_after_a_real_disk_full_exit_74_is_not_stale(project: Path) -> No
     state = orjson.loads(aether("status", "--json").stdout)
     assert state["state"] == "stopped", state
     assert "stale" not in aether("status").stdout
+
+
+# ------------------------------------------------------------- the lock message
+
+HOLDER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from aether_cli.store import MemoryStore
+    store = MemoryStore(Path(sys.argv[1]))
+    store.acquire(["python", "my_agent.py", "--fast"])
+    print("ready", flush=True)
+    sys.stdin.read()
+    store.release()
+""")
+
+
+@pytest.fixture
+def holder(project: Path) -> Iterator[tuple[MemoryStore, int]]:
+    store = MemoryStore(project / ".memory")
+    store.init()
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(store.root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            yield store, proc.pid
+        finally:
+            proc.kill()
+
+
+def test_the_lock_message_says_which_pid_is_aether_and_which_command_is_the_agent(
+    holder: tuple[MemoryStore, int],
+) -> None:
+    store, pid = holder
+    with pytest.raises(LockedError) as info:
+        store.acquire(["aether"])
+    msg = str(info.value)
+    assert f"aether (pid {pid}" in msg, msg
+    assert "agent command: python my_agent.py --fast" in msg, msg
+    continuity(store, "running", None)
+    with pytest.raises(LockedError) as info:
+        commands.resume_plan(store, None, {})
+    msg = str(info.value)
+    assert f"aether (pid {pid}" in msg and "agent command: python my_agent.py --fast" in msg, msg
