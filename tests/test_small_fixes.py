@@ -284,3 +284,21 @@ def test_the_lock_message_says_which_pid_is_aether_and_which_command_is_the_agen
         commands.resume_plan(store, None, {})
     msg = str(info.value)
     assert f"aether (pid {pid}" in msg and "agent command: python my_agent.py --fast" in msg, msg
+
+
+# ------------------------------------------------------------- exit codes
+
+
+def readme_exit_codes() -> dict[str, str]:
+    text = README.read_text()
+    table = text[text.index("## Exit codes") :].split("\n## ")[0]
+    rows = re.findall(r"^\| ([^|]+?) \| (.+?) \|$", table, re.M)
+    return {code: meaning for code, meaning in rows if code not in ("code", "---")}
+
+
+def test_every_exit_code_constant_is_in_the_readme_table() -> None:
+    table = readme_exit_codes()
+    codes = {name: value for name, value in vars(C).items() if name.startswith("EXIT_")}
+    shown = {int(c) for cell in table for c in re.findall(r"\d+", cell)}
+    missing = {name: value for name, value in codes.items() if value not in shown}
+    assert not missing, f"exit codes not in README's table: {missing}"
