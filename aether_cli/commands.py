@@ -250,6 +250,8 @@ def status(store: MemoryStore) -> dict[str, Any]:
         "checkpoints": len(ids),
         "tasks": [_task_row(t) for t in store.list_tasks()],
         "command": cont.get("command", []),
+        # After the agent kept crashing (exit 6): its own last exit code, else null.
+        "agent_exit_code": _agent_exit_code(cont) if state == "crashed" else None,
     }
 
 
@@ -260,6 +262,8 @@ def _run_state(store: MemoryStore, cont: dict[str, Any], holder: dict[str, Any] 
     state = str(cont.get("status", "none"))
     if holder is not None:
         return "running", ""
+    if state == "crashed" and (code := _agent_exit_code(cont)) is not None:
+        return state, f"the agent kept crashing; its own last exit code was {code}"
     if state != "running":
         return state, ""
     if not os.path.lexists(store.lock_info_path) and _ran_here(store, cont.get("session_id")):
@@ -268,6 +272,12 @@ def _run_state(store: MemoryStore, cont: dict[str, Any], holder: dict[str, Any] 
             "message); `aether resume` continues"
         )
     return "stale", "supervisor is gone; `aether resume` recovers"
+
+
+def _agent_exit_code(cont: dict[str, Any]) -> int | None:
+    """The agent's own last exit code from the (committed, untrusted) record, if it is a sane one."""
+    code = cont.get("agent_exit_code")
+    return code if type(code) is int and 0 <= code < 1 << 16 else None
 
 
 def _ran_here(store: MemoryStore, session_id: Any) -> bool:

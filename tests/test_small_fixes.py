@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import re
 import subprocess
 import sys
@@ -29,8 +30,10 @@ from aether_cli import commands
 from aether_cli import constants as C
 from aether_cli.cli import app
 from aether_cli.errors import LockedError
-from aether_cli.render import status_view
+from aether_cli.render import TerminalReporter, status_view
+from aether_cli.settings import Settings
 from aether_cli.store import MemoryStore
+from aether_cli.supervisor import Supervisor
 
 runner = CliRunner()
 README = Path(__file__).parent.parent / "README.md"
@@ -302,3 +305,73 @@ def test_every_exit_code_constant_is_in_the_readme_table() -> None:
     shown = {int(c) for cell in table for c in re.findall(r"\d+", cell)}
     missing = {name: value for name, value in codes.items() if value not in shown}
     assert not missing, f"exit codes not in README's table: {missing}"
+    assert "other" not in table, "an exit code that is not fixed collides with the documented ones"
+
+
+def test_the_agent_kept_crashing_code_is_its_own() -> None:
+    others = {v for k, v in vars(C).items() if k.startswith("EXIT_") and k != "EXIT_AGENT_CRASHED"}
+    assert C.EXIT_AGENT_CRASHED not in others
+    assert str(C.EXIT_AGENT_CRASHED) in readme_exit_codes()
+
+
+class StillClock:
+    """A clock that only moves when the back-off sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> bool:
+        self.now += seconds
+        return False
+
+
+def crashing_agent(exit_code: int) -> tuple[str, ...]:
+    """Writes noise then a numbered last line to stderr, then exits with `exit_code` at once."""
+    code = (
+        "import os, pathlib, sys\n"
+        "p = pathlib.Path('launches.txt')\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\n"
+        "sys.stderr.write(''.join(f'noise {n}.{i}\\n' for i in range(2000)))\n"
+        "sys.stderr.write(f'FATAL crash {n} \\x1b[2J\\n')\n"
+        "sys.stderr.flush()\n"
+        f"os._exit({exit_code})\n"
+    )
+    return (sys.executable, "-c", code)
+
+
+def supervise(project: Path, command: tuple[str, ...], console: Console, *, quiet: bool = True) -> int:
+    settings = Settings(
+        command=command, objective="x", stop_grace=1, term_grace=1, max_restarts=2, min_uptime=10.0
+    )
+    clock = StillClock()
+    reporter = TerminalReporter(console, quiet=quiet, live=False)
+    sup = Supervisor(
+        settings,
+        MemoryStore(project / ".memory"),
+        reporter=reporter,
+        clock=clock,
+        sleep=clock.sleep,
+        rng=random.Random(1),
+        cwd=project,
+    )
+    return sup.run().exit_code
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent_code", [1, 3, 9])
+def test_the_agent_kept_crashing_exits_with_one_fixed_code_naming_the_agents_own(
+    project: Path, agent_code: int
+) -> None:
+    console = plain_console()
+    code = supervise(project, crashing_agent(agent_code), console)
+    assert code == C.EXIT_AGENT_CRASHED, "not the agent's code, which may be 1 or 3 (aether's own)"
+    out = output(console)
+    assert f"the agent's own exit code was {agent_code}" in out, out
+    data = commands.status(MemoryStore(project / ".memory"))
+    assert data["state"] == "crashed" and data["agent_exit_code"] == agent_code
+    cont = read_json(project / ".memory" / C.CONTINUITY_FILE)
+    assert cont["agent_exit_code"] == agent_code

@@ -169,15 +169,17 @@ class Supervisor:
             self.session.restarts = 0
         self.session.restarts += 1
         if self.session.restarts > s.max_restarts:
-            self.session.write_continuity("crashed")
+            # The agent's own code (128+n for death by signal n) is told, not passed through:
+            # it could be 1 or 3, which mean something else from aether.
+            agent_code = exit_code_of(end.status)
+            self.session.write_continuity("crashed", agent_exit_code=agent_code)
             msg = (
-                f"agent crashed {self.session.restarts} times in a row (last: {what}); "
-                f"stopped after --max-restarts {s.max_restarts}. Memory is intact at "
-                f"{ck['id']}: fix the agent, then `aether resume`."
+                f"agent crashed {self.session.restarts} times in a row (last: {what}; the agent's own "
+                f"exit code was {agent_code}); stopped after --max-restarts {s.max_restarts}. Memory is "
+                f"intact at {ck['id']}: fix the agent, then `aether resume`."
             )
             self.ui.notice(msg, "error")
-            # The agent's own exit code passes through (128+n for death by signal n).
-            return self.session.result(exit_code_of(end.status) or C.EXIT_CRASH_LOOP, "crashed", msg)
+            return self.session.result(C.EXIT_AGENT_CRASHED, "crashed", msg)
         restarts = self.session.restarts
         delay = backoff_delay(restarts, s.backoff_base, s.backoff_cap, self.rng)
         self.ui.notice(

@@ -325,9 +325,14 @@ class Session:
             settings=s.to_config(),
         )
 
-    def write_continuity(self, status: str, fraction: float | None = None) -> None:
-        """Write session_continuity.json with the run's current standing."""
-        self.records.continuity(self.facts(), status, self.checkpoints.last_id, fraction)
+    def write_continuity(
+        self, status: str, fraction: float | None = None, *, agent_exit_code: int | None = None
+    ) -> None:
+        """Write session_continuity.json with the run's current standing (and, when the agent
+        kept crashing, its own last exit code)."""
+        facts = self.facts()
+        facts.agent_exit_code = agent_exit_code
+        self.records.continuity(facts, status, self.checkpoints.last_id, fraction)
 
     def heartbeat(self, ep: Episode) -> None:
         """Flush changed task files and write the live heartbeat."""
