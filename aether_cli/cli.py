@@ -328,7 +328,7 @@ def main() -> None:
     try:
         app()
     except AetherError as exc:
-        sys.stderr.write(f"aether: error: {exc}\n")
+        sys.stderr.write(f"aether: error: {_clean(str(exc))}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("aether: interrupted\n")
@@ -337,13 +337,20 @@ def main() -> None:
         if not exc.filename:
             _internal_error(exc)
         # The filesystem refused (read-only, full, no permission): the user's to fix, not a bug.
-        sys.stderr.write(f"aether: error: {exc.filename}: {exc.strerror or exc}\n")
+        sys.stderr.write(f"aether: error: {_clean(f'{exc.filename}: {exc.strerror or exc}')}\n")
         sys.exit(C.EXIT_STORAGE)
     except Exception as exc:
         _internal_error(exc)
 
 
+def _clean(text: str) -> str:
+    """An error line may quote what a `.memory/` file or the agent holds: no escape sequences."""
+    from aether_cli.render import clean
+
+    return clean(text)
+
+
 def _internal_error(exc: BaseException) -> None:
     path = _bug_report(exc)
-    sys.stderr.write(f"aether: internal error: {type(exc).__name__}: {exc} (details: {path})\n")
+    sys.stderr.write(f"aether: internal error: {type(exc).__name__}: {_clean(str(exc))} (details: {path})\n")
     sys.exit(C.EXIT_BUG)

@@ -26,11 +26,12 @@ from helpers import aether, read_json
 from rich.console import Console
 from typer.testing import CliRunner
 
-from aether_cli import commands
+from aether_cli import commands, render
 from aether_cli import constants as C
+from aether_cli import protocol as P
 from aether_cli.cli import app
 from aether_cli.errors import LockedError
-from aether_cli.render import TerminalReporter, status_view
+from aether_cli.render import TerminalReporter, checkpoint_view, checkpoints_view, status_view
 from aether_cli.settings import Settings
 from aether_cli.store import MemoryStore
 from aether_cli.supervisor import Supervisor
@@ -375,3 +376,87 @@ def test_the_agent_kept_crashing_exits_with_one_fixed_code_naming_the_agents_own
     assert data["state"] == "crashed" and data["agent_exit_code"] == agent_code
     cont = read_json(project / ".memory" / C.CONTINUITY_FILE)
     assert cont["agent_exit_code"] == agent_code
+
+
+# ------------------------------------------------------------- escape sequences
+
+HOSTILE = "ok \x1b[2J\x1b]0;pwned\x07\x1b[31mred\x1b[0m \x9b2J\rover\x08\x07\x00 \u202eevil"
+
+
+def test_clean_keeps_text_and_newlines_and_drops_control_and_escape_sequences() -> None:
+    clean = render.clean
+    assert clean("plain text, ünïcode ✓ and\nnew lines\tand tabs") == (
+        "plain text, ünïcode ✓ and\nnew lines\tand tabs"
+    )
+    out = clean(HOSTILE)
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", out), repr(out)
+    assert "ok" in out and "red" in out and "over" in out and "evil" in out
+    assert "pwned" not in out, "an OSC sequence (window title) is dropped whole"
+    assert clean("a\r\nb") == "a\nb"
+
+
+def hostile_events() -> list[P.Event]:
+    lines = [
+        {"type": "message", "role": "assistant", "text": HOSTILE},
+        {"type": "message", "role": "user", "text": HOSTILE},
+        {"type": "tool_call", "id": "1", "name": "sh\x1b[2J", "input": {"q": HOSTILE}},
+        {"type": "tool_result", "id": "1", "output": HOSTILE, "is_error": True},
+        {"type": "task", "id": "t1", "title": HOSTILE, "status": "in_progress"},
+        {"type": "done", "summary": HOSTILE},
+        {"type": "log", "level": "error", "text": HOSTILE},
+    ]
+    events = [P.decode_line(orjson.dumps(obj).decode()) for obj in lines]
+    events.append(P.decode_line(HOSTILE))  # not JSON: plain text
+    return events
+
+
+def test_the_live_view_filters_the_agents_escape_sequences() -> None:
+    console = plain_console()
+    rep = TerminalReporter(console, live=False)
+    for ev in hostile_events():
+        rep.event(ev)
+    rep.stderr(HOSTILE)
+    rep.notice(f"agent reported: {HOSTILE}", "error")
+    rep.notice("refused task id '[x]'", "warn")
+    out = output(console)
+    assert "\x1b" not in out and "\x9b" not in out and "\r" not in out and "\x07" not in out, repr(out)
+    # Every line but the tool call's (its input is shown as JSON, escapes and all) and the notice.
+    assert out.count("ok red") == 9, out
+    assert "refused task id '[x]'" in out, "a notice is shown as written, with no markup escape"
+
+
+def test_the_views_of_stored_memory_filter_escape_sequences() -> None:
+    data = {
+        "session_id": "ses\x1b[2J",
+        "state": "stopped",
+        "objective": HOSTILE,
+        "episode": 1,
+        "tokenizer": "cl100k_base",
+        "last_checkpoint": {"id": "chk_1", "trigger": HOSTILE, "distiller": "rules", "created_at": ""},
+        "tasks": [{"id": "t\x1b[2J", "status": "pending", "progress": 0, "next_action": HOSTILE}],
+    }
+    ck = draft(
+        id="chk_1",
+        objective=HOSTILE,
+        progress=[HOSTILE],
+        next_actions=[HOSTILE],
+        errors=[HOSTILE],
+        tasks=[{"id": "t\x1b[2J", "status": "pending", "next_action": HOSTILE}],
+        created_at="2026-01-01T00:00:00Z",
+    )
+    console = plain_console()
+    for item in [*status_view(data), checkpoints_view([ck]), *checkpoint_view(ck)]:
+        console.print(item)
+    out = output(console)
+    assert "\x1b" not in out and "\x9b" not in out and "\r" not in out, repr(out)
+    assert "ok red" in out
+
+
+def test_an_error_line_quoting_the_committed_memory_is_filtered(
+    project: Path, holder: tuple[MemoryStore, int]
+) -> None:
+    store, _pid = holder
+    continuity(store, "running", None, session_id="ses\x1b[2J\x1b]0;pwned\x07")
+    res = aether("resume")
+    assert res.returncode == C.EXIT_LOCKED, res.stderr
+    assert "is running now" in res.stderr and "\x1b" not in res.stderr and "pwned" not in res.stderr
