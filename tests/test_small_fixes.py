@@ -378,6 +378,30 @@ def test_the_agent_kept_crashing_exits_with_one_fixed_code_naming_the_agents_own
     assert cont["agent_exit_code"] == agent_code
 
 
+@pytest.mark.slow
+def test_each_crash_shows_the_end_of_its_stderr_briefly(project: Path) -> None:
+    console = plain_console()
+    supervise(project, crashing_agent(2), console, quiet=True)
+    out = output(console)
+    for n in (1, 2, 3):
+        assert f"FATAL crash {n}" in out, out
+    # Briefly: the last few lines of each, not the 2,000 lines of noise before them.
+    assert out.count("noise") <= 3 * 5, out
+    assert "\x1b" not in out
+
+
+@pytest.mark.slow
+def test_a_crash_whose_stderr_comes_after_its_stdout_closed_still_shows_it(project: Path) -> None:
+    # Shown live (not quiet): each launch's last stderr line, though it is still being
+    # read when the child's exit and the end of its stdout are already seen.
+    console = plain_console()
+    supervise(project, crashing_agent(2), console, quiet=False)
+    out = output(console)
+    for n in (1, 2, 3):
+        assert f"  ! FATAL crash {n}" in out, out
+        assert f"  ! noise {n}.1999" in out, out
+
+
 # ------------------------------------------------------------- escape sequences
 
 HOSTILE = "ok \x1b[2J\x1b]0;pwned\x07\x1b[31mred\x1b[0m \x9b2J\rover\x08\x07\x00 \u202eevil"

@@ -255,8 +255,10 @@ class Session:
             end = ep.advance(now)
             if end is not None:
                 return end
-            if ep.status is not None and (ep.eof or self.streams.gave_up_on_eof(ep.gen, ep.exited_at, now)):
-                if not ep.eof:
+            # Both pipes: a crash's last stderr lines often come after its stdout closed.
+            read = ep.eof and ep.err_eof
+            if ep.status is not None and (read or self.streams.gave_up_on_eof(ep.gen, ep.exited_at, now)):
+                if not read:
                     # Gave up on a held pipe: what the readers already queued still counts.
                     for kind, _gen, payload in self.streams.pending(ep.gen):
                         ep.take(kind, payload, show=False)
