@@ -79,6 +79,13 @@ def _console() -> Any:
     return make_console()
 
 
+def _print_view(items: list[Any]) -> None:
+    """Print a view's renderables one under another (`print(*items)` would join texts on one line)."""
+    from rich.console import Group
+
+    _console().print(Group(*items))
+
+
 # ------------------------------------------------------------------ run / resume
 
 KW = inspect.Parameter.KEYWORD_ONLY
@@ -211,7 +218,7 @@ def status(
     if watch:
         watch_view(_console(), lambda: status_view(commands.status(store)))
     else:
-        _console().print(*status_view(commands.status(store)))
+        _print_view(status_view(commands.status(store)))
 
 
 @app.command("checkpoints")
@@ -244,7 +251,7 @@ def show(
         return
     from aether_cli.render import checkpoint_view
 
-    _console().print(*checkpoint_view(ck))
+    _print_view(checkpoint_view(ck))
 
 
 @app.command()
@@ -286,7 +293,10 @@ def init(memory_dir: MemoryDir = None) -> None:
 
 @app.command()
 def scan(json: JsonFlag = False, memory_dir: MemoryDir = None) -> None:
-    """Check .memory/ for secrets; exit 1 naming file and line (for a pre-commit hook)."""
+    """Check .memory/ for secrets; exit 1 naming file and line (for a pre-commit hook).
+
+    Where there is no .memory/ at all it says so and exits 0: nothing can have leaked.
+    """
     from aether_cli.scan import scan_memory
 
     report = scan_memory((memory_dir or Path.cwd() / C.MEMORY_DIRNAME).absolute())
@@ -318,7 +328,7 @@ def main() -> None:
     try:
         app()
     except AetherError as exc:
-        sys.stderr.write(f"aether: error: {exc}\n")
+        sys.stderr.write(f"aether: error: {_clean(str(exc))}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("aether: interrupted\n")
@@ -327,13 +337,20 @@ def main() -> None:
         if not exc.filename:
             _internal_error(exc)
         # The filesystem refused (read-only, full, no permission): the user's to fix, not a bug.
-        sys.stderr.write(f"aether: error: {exc.filename}: {exc.strerror or exc}\n")
+        sys.stderr.write(f"aether: error: {_clean(f'{exc.filename}: {exc.strerror or exc}')}\n")
         sys.exit(C.EXIT_STORAGE)
     except Exception as exc:
         _internal_error(exc)
 
 
+def _clean(text: str) -> str:
+    """An error line may quote what a `.memory/` file or the agent holds: no escape sequences."""
+    from aether_cli.render import clean
+
+    return clean(text)
+
+
 def _internal_error(exc: BaseException) -> None:
     path = _bug_report(exc)
-    sys.stderr.write(f"aether: internal error: {type(exc).__name__}: {exc} (details: {path})\n")
+    sys.stderr.write(f"aether: internal error: {type(exc).__name__}: {_clean(str(exc))} (details: {path})\n")
     sys.exit(C.EXIT_BUG)

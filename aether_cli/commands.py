@@ -7,6 +7,7 @@ return data (or raise an AetherError), so they are tested without a CLI.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,9 +138,9 @@ def resume_plan(
     holder = store.holder()
     if holder is not None:
         raise LockedError(
-            f"session {cont.get('session_id')} is running now (pid {holder.get('pid')}, "
-            f"{_command_text(holder.get('command'))}, since {holder.get('started_at', '?')}); "
-            "use `aether status` to watch it"
+            f"session {cont.get('session_id')} is running now: aether (pid {holder.get('pid')}, "
+            f"since {holder.get('started_at', '?')}), supervising the agent command: "
+            f"{_command_text(holder.get('command'))}; use `aether status` to watch it"
         )
     notes: list[str] = []
     if cont.get("status") == "running":
@@ -216,14 +217,9 @@ def status(store: MemoryStore) -> dict[str, Any]:
     cont = store.read_continuity() or {}
     holder = store.holder()
     beat = (store.read_heartbeat() if holder else None) or {}
-    state = cont.get("status", "none")
-    note = ""
-    if holder is None and state == "running":
-        state, note = "stale", "supervisor is gone; `aether resume` recovers"
-    elif holder is not None:
-        state = "running"
+    state, note = _run_state(store, cont, holder)
     ids = store.checkpoint_ids()
-    last_id = cont.get("last_checkpoint") or (ids[-1] if ids else None)
+    last_id, last_note = _last_checkpoint(cont.get("last_checkpoint"), ids)
     tokenizer = beat.get("tokenizer") or cont.get("tokenizer") or "-"
     tok_note = beat.get("tokenizer_note") or cont.get("tokenizer_note") or ""
     if tokenizer == "estimate" and not tok_note:
@@ -250,10 +246,60 @@ def status(store: MemoryStore) -> dict[str, Any]:
         # Steps redone after relaunches, and first steps that followed the handoff.
         "continuity": _continuity(beat.get("continuity") or cont.get("continuity")),
         "last_checkpoint": _checkpoint_summary(store, last_id) if last_id else None,
+        "last_checkpoint_note": last_note,
         "checkpoints": len(ids),
         "tasks": [_task_row(t) for t in store.list_tasks()],
         "command": cont.get("command", []),
+        # After the agent kept crashing (exit 6): its own last exit code, else null.
+        "agent_exit_code": _agent_exit_code(cont) if state == "crashed" else None,
     }
+
+
+def _run_state(store: MemoryStore, cont: dict[str, Any], holder: dict[str, Any] | None) -> tuple[str, str]:
+    """The session's state and a note: a record saying "running" with no live holder is a run
+    that ended without recording its end. If it exited itself (an error it reported, such as a
+    full disk: exit 74), it removed runs/lock.json on its way out; a killed one left it."""
+    state = str(cont.get("status", "none"))
+    if holder is not None:
+        return "running", ""
+    if state == "crashed" and (code := _agent_exit_code(cont)) is not None:
+        return state, f"the agent kept crashing; its own last exit code was {code}"
+    if state != "running":
+        return state, ""
+    if not os.path.lexists(store.lock_info_path) and _ran_here(store, cont.get("session_id")):
+        return "stopped", (
+            "the last run exited on an error before it could record its end (see its last "
+            "message); `aether resume` continues"
+        )
+    return "stale", "supervisor is gone; `aether resume` recovers"
+
+
+def _agent_exit_code(cont: dict[str, Any]) -> int | None:
+    """The agent's own last exit code from the (committed, untrusted) record, if it is a sane one."""
+    code = cont.get("agent_exit_code")
+    return code if type(code) is int and 0 <= code < 1 << 16 else None
+
+
+def _ran_here(store: MemoryStore, session_id: Any) -> bool:
+    """Whether the session ran on this machine (its local ledger is here; a fresh clone has none)."""
+    if not isinstance(session_id, str):
+        return False
+    try:
+        return os.path.lexists(store.ledger_path(session_id))
+    except AetherError:
+        return False
+
+
+def _last_checkpoint(recorded: Any, ids: list[str]) -> tuple[str | None, str]:
+    """The checkpoint status shows: the one the session recorded as its last, or, when that one
+    is gone (`aether drop --force`), the newest left, with a note saying so."""
+    newest = ids[-1] if ids else None
+    if not isinstance(recorded, str) or not recorded:
+        return newest, ""
+    if recorded in ids:
+        return recorded, ""
+    left = f"the newest left is {newest}" if newest else "none is left"
+    return newest, f"{recorded}, the session's last, was dropped; {left}"
 
 
 CONTINUITY_FIGURES = ("relaunches", "steps_redone", "first_step_judged", "first_step_followed")

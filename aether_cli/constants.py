@@ -45,8 +45,11 @@ EXIT_OK = 0
 EXIT_USER = 1
 EXIT_USAGE = 2
 EXIT_BUG = 3
-EXIT_CRASH_LOOP = 4
+EXIT_CRASH_LOOP = 4  # a runaway: the context overflowed right after every launch, or no progress
 EXIT_CORRUPT = 5
+# The agent kept crashing (--max-restarts). One fixed code, not the agent's own, which could
+# be 1 or 3 and read as aether's; the agent's code is in the message and the continuity record.
+EXIT_AGENT_CRASHED = 6
 EXIT_STORAGE = 74  # a write under .memory/ failed (EIO, ENOSPC...): sysexits EX_IOERR
 EXIT_LOCKED = 75
 EXIT_SIGINT = 130

@@ -4,17 +4,22 @@ Rich renders in a terminal (colour, a live context-usage line); in a pipe the
 same information comes as plain lines, and `NO_COLOR`/`TERM=dumb` are
 honoured by Rich itself. Nothing here decides anything: it only shows what
 the supervisor and the commands hand it.
+
+Everything of the agent's (its text, stderr, events, and the stored memory it
+wrote) passes `clean` before it is printed: an agent's `\033[2J` must not clear
+the user's screen, retitle the window or move the cursor. Rich itself lets
+escape sequences through.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -26,6 +31,27 @@ if TYPE_CHECKING:  # the live view's imports are done by TerminalReporter: `stat
 STYLES = {"info": "cyan", "ok": "green", "warn": "yellow", "error": "bold red"}
 MAX_SHOWN = 240
 
+# Terminal escape sequences, 7-bit and 8-bit: CSI (cursor, colour, clear), OSC (window title,
+# hyperlinks, clipboard) and the string ones (DCS, SOS, PM, APC) up to their terminator or the
+# end of the text, and any other ESC with the bytes that belong to it.
+_ESCAPE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*(?:\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?"
+)
+# Other control characters: C0 but tab and newline, DEL, C1, and the bidirectional overrides
+# and isolates that make text read other than it is.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(text: str) -> str:
+    """`text` without control characters and escape sequences; ordinary text, tabs and
+    newlines are kept (a CRLF becomes a newline)."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub("", _ESCAPE.sub("", text.replace("\r\n", "\n")))
+
 
 def make_console(file: TextIO | None = None, *, stderr: bool = False) -> Console:
     """A console on stdout (or stderr); Rich detects TTY, NO_COLOR and TERM=dumb."""
@@ -33,7 +59,7 @@ def make_console(file: TextIO | None = None, *, stderr: bool = False) -> Console
 
 
 def _short(text: str, limit: int = MAX_SHOWN) -> str:
-    one = " ".join(text.split())
+    one = " ".join(clean(text).split())
     return one if len(one) <= limit else one[: limit - 1] + "…"
 
 
@@ -71,30 +97,34 @@ class TerminalReporter:
 
         if isinstance(ev, P.Message):
             return Text.assemble(
-                ("  " if ev.role == "assistant" else f"  [{ev.role}] ", "dim"), _short(ev.text)
+                ("  " if ev.role == "assistant" else f"  [{_short(ev.role, 40)}] ", "dim"),
+                _short(ev.text),
             )
         if isinstance(ev, P.ToolCall):
             return Text.assemble(
-                ("  → ", "magenta"), (ev.name, "bold"), " ", _short(P.dumps_compact(ev.input), 160)
+                ("  → ", "magenta"),
+                (_short(ev.name, 80), "bold"),
+                " ",
+                _short(P.dumps_compact(ev.input), 160),
             )
         if isinstance(ev, P.ToolResult) and ev.is_error:
             return Text.assemble(("  ✗ ", "red"), _short(P.counted_text(ev), 200))
         if isinstance(ev, P.TaskUpdate):
             f = ev.fields
-            status = f.get("status", "")
+            status = _short(str(f.get("status", "")), 20)
             title = f.get("title") or f.get("next_action") or ""
             return Text.assemble(
                 ("  ☐ " if status != "done" else "  ☑ ", "blue"),
-                f"task {ev.id}",
+                f"task {_short(ev.id, 80)}",
                 f" {status}" if status else "",
-                f": {_short(title, 120)}" if title else "",
+                f": {_short(str(title), 120)}" if title else "",
             )
         if isinstance(ev, P.Done):
             return Text.assemble(("  ✓ done", "green"), f" {_short(ev.summary)}" if ev.summary else "")
         if isinstance(ev, P.Text):
             return Text("  " + _short(ev.text), style="dim")
         if isinstance(ev, P.Log) and ev.level in ("warning", "error", "critical"):
-            return Text.assemble((f"  [{ev.level}] ", "yellow"), _short(ev.text))
+            return Text.assemble((f"  [{_short(ev.level, 20)}] ", "yellow"), _short(ev.text))
         return None
 
     def stderr(self, text: str) -> None:
@@ -103,8 +133,10 @@ class TerminalReporter:
             self.console.print(Text("  ! " + _short(text), style="dim red"))
 
     def notice(self, text: str, kind: str = "info") -> None:
-        """A supervisor message: always shown, even with --quiet."""
-        self.console.print(Text.assemble(("aether ", "bold " + STYLES.get(kind, "")), escape(text)))
+        """A supervisor message: always shown, even with --quiet. It may quote the agent (a
+        reason it gave, the end of its stderr), so it is cleaned too; its newlines stay. A
+        Text is never read as markup, so nothing is escaped (that printed a stray backslash)."""
+        self.console.print(Text.assemble(("aether ", "bold " + STYLES.get(kind, "")), clean(text)))
 
     def usage(self, *, episode: int, used: int, window: int, reported: bool) -> None:
         """Refresh the live context line (terminal only)."""
@@ -127,9 +159,20 @@ class TerminalReporter:
             self._live = None
 
 
+def _dash(value: Any) -> str:
+    """A value as text, or "-" where there is none (never "None")."""
+    return "-" if value is None or value == "" else str(value)
+
+
+def _text(text: str, style: str = "") -> Text:
+    """Stored or agent-made text as a cleaned Text (never markup, no escape sequences)."""
+    return Text(clean(text), style=style)
+
+
 def _add(table: Table, *cells: Any) -> None:
-    """Add a row; plain strings become Text so agent-made text is never read as Rich markup."""
-    table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
+    """Add a row; plain strings become cleaned Text, so agent-made text is never read as Rich
+    markup nor reaches the terminal with its escape sequences."""
+    table.add_row(*(Text(clean(c)) if isinstance(c, str) else c for c in cells))
 
 
 # Rows of the task table in `aether status`; --json has every task.
@@ -181,15 +224,15 @@ def _status_head(data: dict[str, Any]) -> Table:
     _add(
         head,
         "state",
-        Text(state + (f" ({data['state_note']})" if data.get("state_note") else ""), style=style),
+        _text(state + (f" ({data['state_note']})" if data.get("state_note") else ""), style),
     )
     if data.get("objective"):
         _add(head, "objective", _short(data["objective"], 200))
-    _add(head, "episode", str(data.get("episode", "-")))
+    _add(head, "episode", _dash(data.get("episode")))
     _context_rows(head, data)
     _add(head, "tokenizer", data.get("tokenizer", "-"))
     if data.get("tokenizer_note"):
-        _add(head, "", Text(data["tokenizer_note"], style="yellow"))
+        _add(head, "", _text(data["tokenizer_note"], "yellow"))
     _add(head, "restarts", str(data.get("restarts", 0)))
     if data.get("protocol_warnings"):
         _add(
@@ -200,6 +243,8 @@ def _status_head(data: dict[str, Any]) -> Table:
             ),
         )
     _checkpoint_rows(head, data.get("last_checkpoint"))
+    if data.get("last_checkpoint_note"):
+        _add(head, "", _text(data["last_checkpoint_note"], "yellow"))
     _add(head, "checkpoints", str(data.get("checkpoints", 0)))
     return head
 
@@ -215,7 +260,7 @@ def _context_rows(head: Table, data: dict[str, Any]) -> None:
             f"{bar(frac)} {frac:.1%} of {ctx.get('window', 0):,} tokens ({ctx.get('source', 'counted')})",
         )
     if data.get("usage_note"):
-        _add(head, "", Text(data["usage_note"], style="dim"))
+        _add(head, "", _text(data["usage_note"], "dim"))
     _add(head, "agent", data.get("agent_format") or "aether")
     if data.get("agent_compactions"):
         _add(
@@ -241,6 +286,9 @@ def _checkpoint_rows(head: Table, ck: dict[str, Any] | None) -> None:
     """The last checkpoint and how much it compressed its episode."""
     if not ck:
         _add(head, "checkpoint", "none yet")
+        return
+    if ck.get("error"):
+        _add(head, "checkpoint", _text(f"{ck['id']}: {ck['error']}", "red"))
         return
     _add(
         head,
@@ -329,9 +377,9 @@ def checkpoint_view(ck: dict[str, Any]) -> list[Any]:
         items = ck.get(key) or []
         if items:
             out.append(Text(key.replace("_", " "), style="bold"))
-            out.extend(Text("  - " + str(i)) for i in items)
+            out.extend(_text("  - " + str(i)) for i in items)
     tasks = ck.get("tasks") or []
     if tasks:
         out.append(Text("tasks", style="bold"))
-        out.extend(Text(f"  {t.get('id')} [{t.get('status')}] {t.get('next_action') or ''}") for t in tasks)
+        out.extend(_text(f"  {t.get('id')} [{t.get('status')}] {t.get('next_action') or ''}") for t in tasks)
     return out

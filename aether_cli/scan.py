@@ -41,7 +41,7 @@ _JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 
 
 class MissingMemoryError(NotFoundError):
-    """The folder to scan does not exist (exit 2, so a hook can tell it from a finding)."""
+    """The path to scan is there but is not a folder (exit 2, so a hook can tell it from a finding)."""
 
     exit_code = C.EXIT_USAGE
 
@@ -72,6 +72,8 @@ class ScanReport:
     files_scanned: int = 0
     findings: list[Finding] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # No folder at `root`: nothing can have leaked, so a repository without aether passes its hook.
+    absent: bool = False
 
     @property
     def clean(self) -> bool:
@@ -84,6 +86,7 @@ class ScanReport:
             "memory_dir": str(self.root),
             "clean": self.clean,
             "files_scanned": self.files_scanned,
+            "absent": self.absent,
             "findings": [{"path": f.path, "line": f.line, "kind": f.kind} for f in self.findings],
             "problems": [{"path": p.path, "line": p.line, "reason": p.reason} for p in self.problems],
         }
@@ -95,6 +98,8 @@ class ScanReport:
         (e.g. `.memory/notes.md:3: aws_access_key`), so an editor can open them.
         """
         base = _display(self.root, relative_to)
+        if self.absent:
+            return [f"no {base} here: nothing to scan"]
         out = [f"{base}/{f.path}:{f.line}: {f.kind}" for f in self.findings]
         for p in self.problems:
             where = f"{base}/{p.path}" + (f":{p.line}" if p.line is not None else "")
@@ -241,13 +246,17 @@ def _scan_file(data: bytes, suffix: str) -> tuple[list[tuple[int, str]], list[tu
 def scan_memory(memory_dir: Path) -> ScanReport:
     """Scan every file under `memory_dir` (runs/ included) for secrets, never following a symlink.
 
-    Raises `MissingMemoryError` if `memory_dir` is not an existing folder.
+    Nothing at `memory_dir` is a clean report marked `absent`; something there
+    that is not a folder (a dangling symlink included) raises `MissingMemoryError`.
     Findings and problems come sorted by path, then line.
     """
     root = Path(memory_dir)
+    if not os.path.lexists(root):
+        return ScanReport(root=root, absent=True)
     if not root.is_dir():
-        what = "is not a folder" if root.exists() else "does not exist"
-        raise MissingMemoryError(f"{root} {what}; run `aether scan` next to .memory/ or pass --memory-dir")
+        raise MissingMemoryError(
+            f"{root} is not a folder; run `aether scan` next to .memory/ or pass --memory-dir"
+        )
     report = ScanReport(root=root)
     _walk(root, "", report)
     report.findings.sort(key=lambda f: (f.path, f.line))

@@ -809,12 +809,13 @@ def test_status_works_during_a_live_run_and_the_lock_frees_at_once_on_sigkill(
         store.acquire(["me"])
     live_run.kill()
     live_run.wait()
+    # Killed: it left its runs/lock.json behind, so status knows it did not exit on its own.
+    state = json.loads(aether("status", "--json", env=FAST).stdout)
+    assert state["state"] == "stale"
     t0 = time.monotonic()
     store.acquire(["me"])  # no wait, no stale-lock cleanup needed
     assert time.monotonic() - t0 < 0.5
     store.release()
-    state = json.loads(aether("status", "--json", env=FAST).stdout)
-    assert state["state"] == "stale"
 
 
 # ===================================================================== item 15: symlinks

@@ -15,6 +15,7 @@ import pytest
 from helpers import aether, agent_cmd, read_json
 
 from aether_cli import checkpoint
+from aether_cli import constants as C
 
 pytestmark = pytest.mark.slow
 
@@ -198,7 +199,7 @@ def test_crash_loop_stops_with_memory_intact(project: Path) -> None:
         "import sys; print('boom'); sys.exit(7)",
         env=FAST_ENV,
     )
-    assert res.returncode == 7, "the agent's exit code passes through"
+    assert res.returncode == C.EXIT_AGENT_CRASHED and "the agent's own exit code was 7" in res.stdout
     assert "max-restarts" in res.stdout
     cont = read_json(project / ".memory" / "session_continuity.json")
     assert cont["status"] == "crashed"

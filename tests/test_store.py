@@ -218,8 +218,8 @@ def test_a_second_process_is_locked_out_with_the_holders_pid(
     with pytest.raises(LockedError) as info:
         store.acquire(["aether", "run"])
     message = str(info.value)
-    assert f"locked by pid {holder_proc.pid}" in message
-    assert "fake-agent --fast" in message
+    assert f"locked by aether (pid {holder_proc.pid}" in message
+    assert "supervising the agent command: fake-agent --fast" in message
     assert "since 20" in message
     assert info.value.exit_code == C.EXIT_LOCKED
     assert not store.locked

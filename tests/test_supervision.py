@@ -26,6 +26,7 @@ import orjson
 import pytest
 from helpers import aether, agent_cmd, read_json
 
+from aether_cli import constants as C
 from aether_cli.launcher import backoff_delay, session_processes
 from aether_cli.settings import Settings
 from aether_cli.store import MemoryStore, files, read_ledger
@@ -371,13 +372,13 @@ def supervise(project: Path, command: tuple[str, ...], clock: FakeClock, **kw: o
 def test_crashes_back_off_and_stop_after_max_restarts_with_the_agents_code(project: Path) -> None:
     clock = FakeClock()
     code = supervise(project, crash_agent(project, 99), clock, max_restarts=3, min_uptime=10.0)
-    assert code == 9, "the agent's exit code passes through"
+    assert code == C.EXIT_AGENT_CRASHED, "one fixed code; the agent's own is in the record"
     assert len(clock.slept) == 3
     for n, d in enumerate(clock.slept, start=1):
         assert 0.8 * 2 ** (n - 1) <= d <= 1.2 * 2 ** (n - 1)
     assert (project / "launches.txt").read_text() == "4"
     cont = read_json(project / ".memory" / "session_continuity.json")
-    assert cont["status"] == "crashed" and cont["last_checkpoint"]
+    assert cont["status"] == "crashed" and cont["last_checkpoint"] and cont["agent_exit_code"] == 9
 
 
 def test_a_crash_after_the_minimum_uptime_starts_the_count_again(project: Path) -> None:
@@ -394,7 +395,7 @@ def test_a_short_run_counts_as_a_failure(project: Path) -> None:
     # The same agent with a clock that stands still: every crash is within the minimum uptime.
     clock = FakeClock()
     code = supervise(project, crash_agent(project, 5), clock, max_restarts=1, min_uptime=2.0)
-    assert code == 9
+    assert code == C.EXIT_AGENT_CRASHED
     assert (project / "launches.txt").read_text() == "2"
 
 
@@ -409,11 +410,13 @@ def test_a_short_run_counts_as_a_failure(project: Path) -> None:
         ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", 128 + signal.SIGSEGV),
     ],
 )
-def test_the_agents_exit_code_passes_through(project: Path, script: str, code: int) -> None:
+def test_the_agents_exit_code_is_told_not_passed_through(project: Path, script: str, code: int) -> None:
     res = aether(
         "run", "--objective", "x", "--max-restarts", "0", "--", sys.executable, "-c", script, env=FAST_ENV
     )
-    assert res.returncode == code, res.stdout + res.stderr
+    assert res.returncode == C.EXIT_AGENT_CRASHED, res.stdout + res.stderr
+    assert f"the agent's own exit code was {code}" in res.stdout
+    assert orjson.loads(aether("status", "--json").stdout)["agent_exit_code"] == code
 
 
 # ------------------------------------------------------------------ 7. pipes

@@ -178,7 +178,11 @@ class RunLock:
         host = info.get("host")
         where = f" on {host}" if isinstance(host, str) and host != _hostname() else ""
         since = info.get("started_at", "?")
-        return f"{root} is locked by pid {info['pid']}{where} ({cmd_text}) since {since}"
+        # The pid is aether's own; the command is the agent's it supervises: say which is which.
+        return (
+            f"{root} is locked by aether (pid {info['pid']}{where}, since {since}), "
+            f"supervising the agent command: {cmd_text}"
+        )
 
     def release(self) -> None:
         """Give up the lock (if held here) and remove runs/lock.json."""

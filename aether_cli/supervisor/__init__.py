@@ -31,7 +31,7 @@ from aether_cli.plan import ResumePlan, RunResult
 from aether_cli.reporter import NullReporter, Reporter
 from aether_cli.settings import Settings
 from aether_cli.store import MemoryStore
-from aether_cli.supervisor.ends import EpisodeEnd
+from aether_cli.supervisor.ends import EpisodeEnd, cap_line
 from aether_cli.supervisor.episode import Episode
 from aether_cli.supervisor.run_state import Signals
 from aether_cli.supervisor.session import Session
@@ -164,24 +164,30 @@ class Supervisor:
         assert end.status is not None
         what = describe_status(end.status) + (f", {end.note}" if end.note else "")
         ck = self.session.checkpoint("crash", ep, note=f"agent {what}")
+        # Every crash says why in brief, even with --quiet: the end of its stderr, a line each.
+        said = "".join(f"\n  | {cap_line(line)}" for line in ep.stderr_tail)
+        said = f"\n  its stderr ended with:{said}" if said else ""
         if self.clock() - self.session.launched_at >= s.min_uptime:
             # It ran long enough to count as healthy: this crash starts a new count.
             self.session.restarts = 0
         self.session.restarts += 1
         if self.session.restarts > s.max_restarts:
-            self.session.write_continuity("crashed")
+            # The agent's own code (128+n for death by signal n) is told, not passed through:
+            # it could be 1 or 3, which mean something else from aether.
+            agent_code = exit_code_of(end.status)
+            self.session.write_continuity("crashed", agent_exit_code=agent_code)
             msg = (
-                f"agent crashed {self.session.restarts} times in a row (last: {what}); "
-                f"stopped after --max-restarts {s.max_restarts}. Memory is intact at "
-                f"{ck['id']}: fix the agent, then `aether resume`."
+                f"agent crashed {self.session.restarts} times in a row (last: {what}; the agent's own "
+                f"exit code was {agent_code}); stopped after --max-restarts {s.max_restarts}. Memory is "
+                f"intact at {ck['id']}: fix the agent, then `aether resume`."
             )
-            self.ui.notice(msg, "error")
-            # The agent's own exit code passes through (128+n for death by signal n).
-            return self.session.result(exit_code_of(end.status) or C.EXIT_CRASH_LOOP, "crashed", msg)
+            self.ui.notice(msg + said, "error")
+            return self.session.result(C.EXIT_AGENT_CRASHED, "crashed", msg)
         restarts = self.session.restarts
         delay = backoff_delay(restarts, s.backoff_base, s.backoff_cap, self.rng)
         self.ui.notice(
-            f"agent {what}; checkpoint {ck['id']}; restart {restarts}/{s.max_restarts} in {delay:.1f}s",
+            f"agent {what}; checkpoint {ck['id']}; restart {restarts}/{s.max_restarts} in {delay:.1f}s"
+            + said,
             "warn",
         )
         self.session.record("backoff", seconds=delay, restarts=self.session.restarts)

@@ -24,6 +24,7 @@ checkpoint writing, so it is driven in tests with a fake child and a fake clock.
 from __future__ import annotations
 
 import signal
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ QUIET_SECONDS = 2.0
 # ended), so the model's next request has not been answered yet and nothing it
 # decided is lost; "quiet", a few seconds without output.
 SAFE_POINTS = {"claude": "turns", "codex": "turns", "text": "quiet"}
+# The last stderr lines an episode keeps, for the notice of a crash.
+STDERR_TAIL_LINES = 5
 
 
 class Phase(Enum):
@@ -130,6 +133,9 @@ class Episode:
     compactions: int = 0
     outcome: Outcome | None = None
     eof: bool = False
+    err_eof: bool = False
+    # The child's last stderr lines (kept even with --quiet): a crash's notice quotes them.
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
     at_boundary: bool = False  # "turns": the stream is between steps now
     last_output: float = float("-inf")
     _fresh_output: bool = False
@@ -156,10 +162,14 @@ class Episode:
             self.on_events(*payload)
         elif kind == "stderr":
             self.record("stderr", text=payload)
+            if payload.strip():
+                self.stderr_tail.append(payload)
             if show:
                 self.ui.stderr(payload)
         elif kind == "eof":
             self.eof = True
+        elif kind == "stderr-eof":
+            self.err_eof = True
 
     def on_events(self, events: list[P.Event], tokens: list[int] | Future[list[int]], dropped: int) -> None:
         """The events of one stdout line with their token counts, and the bytes it lost."""

@@ -95,6 +95,8 @@ class RunFacts:
     settings: dict[str, Any]
     # Steps redone after relaunches and first steps that followed the handoff (redo.RedoMeter).
     continuity: dict[str, int] = field(default_factory=dict)
+    # The agent's own last exit code when it kept crashing (aether exits EXIT_AGENT_CRASHED).
+    agent_exit_code: int | None = None
 
 
 def _resume_instructions(status: str, last: str | None, episode: int) -> str:
@@ -158,6 +160,8 @@ def continuity_record(
         "agent_compactions": run.compactions,
         "continuity": run.continuity,
         "settings": run.settings,
+        # Only after the agent kept crashing: an optional field, absent otherwise.
+        **({"agent_exit_code": run.agent_exit_code} if run.agent_exit_code is not None else {}),
     }
 
 

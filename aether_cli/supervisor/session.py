@@ -272,10 +272,10 @@ class Session:
                 end = ep.advance(now)
                 if end is not None:
                     return end
-                if ep.status is not None and (
-                    ep.eof or self.streams.gave_up_on_eof(ep.gen, ep.exited_at, now)
-                ):
-                    if not ep.eof:
+                # Both pipes: a crash's last stderr lines often come after its stdout closed.
+                read = ep.eof and ep.err_eof
+                if ep.status is not None and (read or self.streams.gave_up_on_eof(ep.gen, ep.exited_at, now)):
+                    if not read:
                         # Gave up on a held pipe: what the readers already queued still counts.
                         for kind, _gen, payload in self.streams.pending(ep.gen):
                             ep.take(kind, payload, show=False)
@@ -347,9 +347,14 @@ class Session:
             settings=s.to_config(),
         )
 
-    def write_continuity(self, status: str, fraction: float | None = None) -> None:
-        """Write session_continuity.json with the run's current standing."""
-        self.records.continuity(self.facts(), status, self.checkpoints.last_id, fraction)
+    def write_continuity(
+        self, status: str, fraction: float | None = None, *, agent_exit_code: int | None = None
+    ) -> None:
+        """Write session_continuity.json with the run's current standing (and, when the agent
+        kept crashing, its own last exit code)."""
+        facts = self.facts()
+        facts.agent_exit_code = agent_exit_code
+        self.records.continuity(facts, status, self.checkpoints.last_id, fraction)
 
     def heartbeat(self, ep: Episode) -> None:
         """Flush changed task files and write the live heartbeat."""

@@ -48,7 +48,8 @@ COUNT_THREADS = 2
 EOF_AFTER_EXIT = 1.0
 STDERR_LINE_BYTES = 16_384
 
-# (kind, generation, payload): kind is "events", "stderr" or "eof".
+# (kind, generation, payload): kind is "events", "stderr", "eof" (stdout's end) or
+# "stderr-eof" (stderr's end: every stderr line of that child is queued before it).
 Item = tuple[str, int, Any]
 Tokens = list[int] | Future[list[int]]
 
@@ -193,3 +194,4 @@ class Streams:
                 self.queue.put(("stderr", gen, line.text), len(line.text))
         finally:
             os.close(fd)
+            self.queue.put(("stderr-eof", gen, None), 0)
