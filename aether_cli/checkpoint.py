@@ -10,8 +10,10 @@ fields (`../shared/memory-layout.md`); tests and renderers use it.
 
 Optional additions, all absent from older checkpoints (docs/handoff.md):
 `workspace.start_head` (the commit the session began at, recorded once and
-read back from the parent chain) and the work log's keys of `state`
-(`work_log`, `unresolved_errors`, `todos`, `files_changed`, `announced_calls`).
+read back from the parent chain), the work log's keys of `state`
+(`work_log`, `unresolved_errors`, `todos`, `files_changed`, `announced_calls`),
+`sources` (every source merged in, the main one, `distiller`, first) and the
+agent handoff's cost in `metrics` (`handoff_seconds`, `handoff_tokens`).
 
 Knows nothing of files, processes or the terminal.
 """
@@ -42,6 +44,7 @@ class Checkpoint(TypedDict, total=False):
     resume_instructions: str
     distiller: str
     distiller_note: str
+    sources: list[str]
     metrics: dict[str, Any]
     workspace: dict[str, Any]
     tokenizer: str
@@ -89,6 +92,19 @@ DEFAULTS: dict[str, Any] = {
 
 # Written by the store when it writes the file, never by a draft.
 STORE_FIELDS = ("id", "seq", "sha256")
+
+
+SOURCES = ("agent", "command", "rules")
+
+
+def sources_of(checkpoint: dict[str, Any]) -> list[str]:
+    """The sources merged into `checkpoint`, main first; an older one (no `sources`), or one
+    whose list was tampered with, names its distiller alone."""
+    given = checkpoint.get("sources")
+    if isinstance(given, list) and given and all(s in SOURCES for s in given):
+        return list(dict.fromkeys(given))
+    distiller = checkpoint.get("distiller")
+    return [distiller if distiller in SOURCES else "rules"]
 
 
 def with_defaults(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -38,15 +38,15 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from aether_cli import protocol as P
 from aether_cli.adapters.argv import PLACEHOLDER, Options, is_option, safe_value, skip_option
 from aether_cli.adapters.base import Outcome
 from aether_cli.adapters.codex import CodexAdapter
 from aether_cli.codex_rollout import THREAD_ID, RolloutWatcher, codex_home
-from aether_cli.distill import validate_agent_state
-from aether_cli.distill_command import extract_json
+from aether_cli.distill import HandoffResult
+from aether_cli.handoff import handoff_request, parse_handoff
 from aether_cli.reader import LineSplitter
 from aether_cli.tokens import estimate_tokens
 
@@ -81,44 +81,15 @@ _CONFIG = ("-c", "--config")
 _SANDBOX_KEYS = ("sandbox", "permission")
 
 
-class HandoffResult(NamedTuple):
-    """What the handoff turn gave: the state (None when refused) and why, its seconds and tokens.
-
-    `tokens` is None when the rollout file could not say (input plus output of
-    the handoff's model requests otherwise).
-    """
-
-    state: dict[str, Any] | None
-    reason: str
-    seconds: float
-    tokens: int | None
-
-
-# ------------------------------------------------------------ shims until aether_cli/handoff.py lands
-
-
-def request_text() -> str:
-    """SHIM (replace with aether_cli.handoff's request): the handoff request sent as the user message."""
-    return (
-        "Stop working now: do not run any more commands or edit any file. Your context is about "
-        "to be reset and a fresh copy of you will continue from what you write here and nothing "
-        "else. Write your handoff: reply with ONE JSON object and nothing else, with the keys "
-        '"objective" (the task, unchanged), "progress" (what is finished, one line each, only '
-        'what you verified), "next_actions" (the exact next steps, in order; the first is where '
-        'to resume), "state" (an object: paths, commands, ids, decisions the next agent needs), '
-        '"errors" (unresolved errors, verbatim) and "resume_instructions" (a string).'
-    )
+def request_text(memory_dir: Path | None = None) -> str:
+    """The handoff request sent as the resumed turn's user message (`templates/handoff.md`)."""
+    return handoff_request(max_tokens=MAX_ANSWER_TOKENS, memory_dir=memory_dir)
 
 
 def parse_answer(text: str) -> tuple[dict[str, Any] | None, str]:
-    """SHIM (replace with aether_cli.handoff's parser): (state, "") or (None, why it was refused)."""
-    value, why = extract_json(text)
-    if why is not None:
-        return None, why
-    refused = validate_agent_state(value, max_tokens=MAX_ANSWER_TOKENS, count=estimate_tokens)
-    if refused is not None:
-        return None, refused
-    return value, ""
+    """(state, "") for a usable answer, else (None, why it was refused): `handoff.parse_handoff`."""
+    state, why = parse_handoff(text, max_tokens=MAX_ANSWER_TOKENS, count=estimate_tokens)
+    return state, why or ""
 
 
 # ------------------------------------------------------------ the command line

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aether_cli import constants as C
+from aether_cli.checkpoint import sources_of
 from aether_cli.errors import (
     AetherError,
     ChecksumMismatchError,
@@ -353,6 +354,8 @@ def _checkpoint_summary(store: MemoryStore, ckpt_id: str) -> dict[str, Any]:
         "id": ck["id"],
         "trigger": ck.get("trigger"),
         "distiller": ck.get("distiller"),
+        "sources": sources_of(ck),
+        "handoff_seconds": m.get("handoff_seconds"),
         "created_at": ck.get("created_at"),
         "episode": ck.get("episode"),
         "episode_tokens": et,
@@ -380,6 +383,7 @@ def checkpoints(store: MemoryStore) -> list[dict[str, Any]]:
                 "episode": ck.get("episode"),
                 "trigger": ck.get("trigger"),
                 "distiller": ck.get("distiller"),
+                "sources": sources_of(ck),
                 "created_at": ck.get("created_at"),
                 "episode_tokens": m.get("episode_tokens"),
                 "checkpoint_tokens": m.get("checkpoint_tokens"),

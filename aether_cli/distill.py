@@ -29,6 +29,22 @@ Counter = Callable[[str], int]
 # Asks a model to distil: gets the rules draft, returns (its answer, or None with the reason).
 CommandDistiller = Callable[[dict[str, Any]], tuple[Any, str | None]]
 
+
+@dataclass(frozen=True)
+class HandoffResult:
+    """What asking the agent for its handoff gave (`handoff`, `codex_handoff`): its state,
+    already validated and redacted, or None and why not; what the handoff itself cost
+    (None where it could not be told)."""
+
+    state: dict[str, Any] | None
+    reason: str = ""
+    seconds: float | None = None
+    tokens: int | None = None
+
+    def metrics(self) -> dict[str, Any]:
+        """The checkpoint's `metrics` entries for this handoff."""
+        return {"handoff_seconds": self.seconds, "handoff_tokens": self.tokens}
+
 MAX_PROGRESS = 20
 MAX_CONSTRAINTS = 30
 MAX_DECISIONS = 20
@@ -261,6 +277,7 @@ def distill(
     max_tokens: int, constraints: list[str] | None = None, prefer_agent: bool = True,
     note: str = "", command: CommandDistiller | None = None,
     workspace_changes: list[dict[str, Any]] | None = None, workdir: str = "",
+    handoff: HandoffResult | None = None,
 ) -> dict[str, Any]:
     """A checkpoint draft with the fields the distiller owns (see the module docstring).
 
@@ -276,6 +293,13 @@ def distill(
     state is not usable: it gets the rules draft and its answer is validated
     like an agent's (distiller "command"); if it fails, the rules draft stands
     and the reason joins `distiller_note`.
+
+    With `handoff` (a Claude Code or Codex agent asked for its own state after
+    the stop), its state stands in for a protocol checkpoint (distiller
+    "agent"); a failed handoff's reason joins `distiller_note`, and its cost
+    goes into `metrics` either way. `sources` lists every source merged in:
+    the main one first, then "rules" (the work log, errors, files and todos
+    aether keeps are merged into whatever the main source wrote).
     """
     parent = _dict(parent)
     ep = _Episode(
@@ -289,7 +313,7 @@ def distill(
         carried=carry(log, _dict(parent.get("state")), workspace_changes),
         workdir=workdir,
     )
-    agent = log.agent_checkpoint
+    agent: Any = log.agent_checkpoint
     reason: str | None
     if agent is None:
         reason = "agent sent no checkpoint"
@@ -297,16 +321,22 @@ def distill(
         reason = "agent checkpoint not used: the agent kept working after it"
     else:
         reason = validate_agent_state(agent, max_tokens=max_tokens, count=count)
+    if reason is not None and handoff is not None:
+        if handoff.state is not None:
+            agent, reason = handoff.state, None
+        else:
+            reason = f"agent handoff: {handoff.reason or 'no answer'}"
+    extra = handoff.metrics() if handoff is not None else {}
     if reason is None or command is None:
-        return _draft(ep, _body(ep, agent, reason, "agent", note))
+        return _draft(ep, _body(ep, agent, reason, "agent", note), extra)
 
-    answer, failure = command(_draft(ep, _body(ep, agent, reason, "agent", note)))
+    answer, failure = command(_draft(ep, _body(ep, agent, reason, "agent", note), extra))
     if failure is None:
         failure = validate_agent_state(answer, max_tokens=max_tokens, count=count)
     if failure is not None:
         note = "; ".join(p for p in (note, f"distill command: {failure}") if p)
-        return _draft(ep, _body(ep, agent, reason, "agent", note))
-    return _draft(ep, _body(ep, answer, None, "command", "; ".join(p for p in (reason, note) if p)))
+        return _draft(ep, _body(ep, agent, reason, "agent", note), extra)
+    return _draft(ep, _body(ep, answer, None, "command", "; ".join(p for p in (reason, note) if p)), extra)
 
 
 def _body(ep: _Episode, agent: Any, reason: str | None, source: str, note: str) -> _Body:
@@ -341,7 +371,7 @@ def _body(ep: _Episode, agent: Any, reason: str | None, source: str, note: str) 
     )
 
 
-def _draft(ep: _Episode, body: _Body) -> dict[str, Any]:
+def _draft(ep: _Episode, body: _Body, extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
     """The checkpoint draft from `body`, with the log's and the parent's facts merged in, trimmed to fit."""
     log = ep.log
     # The errors no later success cleared (this episode's and earlier ones), one line
@@ -362,10 +392,11 @@ def _draft(ep: _Episode, body: _Body) -> dict[str, Any]:
         "tasks": _task_rows(log, ep.carried.todos),
         "resume_instructions": body.resume,
         "distiller": body.distiller,
+        "sources": [body.distiller] if body.distiller == "rules" else [body.distiller, "rules"],
         "distiller_note": "; ".join(p for p in body.note_parts if p),
         "metrics": {
             "episode_tokens": None, "checkpoint_tokens": 0,
-            "tool_calls": log.tool_calls, "events": log.events,
+            "tool_calls": log.tool_calls, "events": log.events, **(extra_metrics or {}),
         },
     }
     if _json_tokens(draft, ep.count) > ep.max_tokens:

@@ -95,6 +95,11 @@ class RunOptions:
         "Relaunch through the agent's own resume (claude --resume, codex exec resume).",
         "--native-resume",
     )
+    handoff: str | None = _option(
+        "Who writes the handoff when Claude Code or Codex is stopped: agent (asked for its "
+        "own state, in its own session; rules fill in and stand in if it fails) or rules "
+        "(built from what aether saw, no model tokens) [agent].",
+    )
     tool_grace: float | None = _option(
         "Seconds a checkpoint waits for a running tool call to finish [30]."
     )

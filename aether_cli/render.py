@@ -282,6 +282,14 @@ def _continuity_row(head: Table, c: dict[str, Any]) -> None:
     _add(head, "continuity", Text(text, style="yellow" if c.get("steps_redone") else ""))
 
 
+def _sources(ck: dict[str, Any]) -> str:
+    """Who wrote a checkpoint: `agent+rules`, `rules`; with the agent handoff's seconds."""
+    sources = ck.get("sources")
+    text = "+".join(sources) if isinstance(sources, list) and sources else str(ck.get("distiller") or "")
+    seconds = ck.get("handoff_seconds")
+    return f"{text}, handoff {seconds:.1f}s" if isinstance(seconds, int | float) else text
+
+
 def _checkpoint_rows(head: Table, ck: dict[str, Any] | None) -> None:
     """The last checkpoint and how much it compressed its episode."""
     if not ck:
@@ -293,7 +301,7 @@ def _checkpoint_rows(head: Table, ck: dict[str, Any] | None) -> None:
     _add(
         head,
         "checkpoint",
-        f"{ck['id']} ({ck.get('trigger')}, {ck.get('distiller')}) {ck.get('created_at', '')}",
+        f"{ck['id']} ({ck.get('trigger')}, {_sources(ck)}) {ck.get('created_at', '')}",
     )
     if ck.get("compression"):
         _add(
@@ -345,7 +353,7 @@ def checkpoints_view(rows: list[dict[str, Any]]) -> Table:
             r["id"],
             str(r.get("episode", "")),
             r.get("trigger", ""),
-            r.get("distiller", ""),
+            _sources(r),
             f"{r.get('episode_tokens', '?')} → {r.get('checkpoint_tokens', '?')}",
             created[5:16].replace("T", " "),
         )
@@ -366,11 +374,13 @@ def checkpoint_view(ck: dict[str, Any]) -> list[Any]:
         "created_at",
         "trigger",
         "distiller",
+        "sources",
         "distiller_note",
         "tokenizer",
     ):
         if ck.get(key) not in (None, ""):
-            _add(head, key, str(ck[key]))
+            value = ck[key]
+            _add(head, key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
     _add(head, "objective", ck.get("objective", ""))
     out.append(head)
     for key in ("progress", "next_actions", "errors"):

@@ -48,6 +48,7 @@ MODEL_WINDOWS: dict[str, int] = {
 }
 
 
+HANDOFF_CHOICES = ("agent", "rules")
 # Output formats aether can read (see aether_cli/adapters); "auto" picks one from the command.
 FORMAT_CHOICES = ("auto", "aether", "claude", "codex", "gemini", "text")
 
@@ -103,6 +104,9 @@ class Settings:
     distill_timeout: float = 120.0
     # Relaunch through the agent's own resume (claude --resume, codex exec resume).
     native_resume: bool = False
+    # Who writes the handoff of a stopped Claude Code or Codex: "agent" asks the agent
+    # itself (rules fill in and stand in when it fails); "rules" never asks.
+    handoff: str = "agent"
     # A crash sooner than this after launch counts toward --max-restarts; a later one
     # starts the count again, so a long-lived agent is not stopped by rare crashes.
     min_uptime: float = 10.0
@@ -152,6 +156,8 @@ class Settings:
             raise UsageError(
                 f"--format must be one of {', '.join(FORMAT_CHOICES)}, got {self.format!r}"
             )
+        if self.handoff not in HANDOFF_CHOICES:
+            raise UsageError(f"--handoff must be agent or rules, got {self.handoff!r}")
         if self.distill_command is not None and not self.distill_command.strip():
             raise UsageError("--distill-command must not be empty")
         if self.context_overhead is not None and self.context_overhead < 0:

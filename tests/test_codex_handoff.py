@@ -139,14 +139,23 @@ def test_a_thread_id_that_is_not_one_is_refused(thread: str) -> None:
     assert command is None and "thread id" in why
 
 
-# ------------------------------------------------------------ the answer (shim until handoff.py)
+# ------------------------------------------------------------ the answer (handoff.parse_handoff)
 
 STATE = {
     "objective": "Append the steps",
     "progress": ["steps 1-3 appended"],
     "next_actions": ["append step 4"],
-    "state": {"file": "steps.txt"},
+    "files": ["steps.txt"],
     "errors": [],
+}
+# The answer as a checkpoint state: `files` under state.files_modified.
+PARSED = {
+    "objective": "Append the steps",
+    "progress": ["steps 1-3 appended"],
+    "next_actions": ["append step 4"],
+    "errors": [],
+    "resume_instructions": "",
+    "state": {"files_modified": ["steps.txt"]},
 }
 
 
@@ -160,11 +169,12 @@ def test_the_request_asks_for_one_json_object_with_the_checkpoint_keys() -> None
     [
         ("Sure! I'll keep working.", "answer is not JSON"),
         ("", "empty answer"),
-        ("[1, 2]", "not an object"),
+        ("[1, 2]", "answer is not JSON"),
+        (json.dumps({**STATE, "files": "x"}), "files is not a list of strings"),
         (json.dumps({**STATE, "objective": ""}), "objective is empty"),
         (json.dumps({**STATE, "progress": [], "next_actions": []}), "no progress and no next_actions"),
-        (json.dumps({**STATE, "state": "x"}), "state is not an object"),
-        (json.dumps({**STATE, "progress": ["x" * 40_000]}), "oversized"),
+        (json.dumps({**STATE, "progress": ["x " * 6_000]}), "oversized"),
+        (json.dumps({**STATE, "progress": ["x" * 40_000]}), "answer too big"),
     ],
 )
 def test_a_bad_answer_is_refused_with_the_reason(answer: str, why: str) -> None:
@@ -173,7 +183,7 @@ def test_a_bad_answer_is_refused_with_the_reason(answer: str, why: str) -> None:
 
 
 def test_a_fenced_answer_is_read() -> None:
-    assert parse_answer("Here it is:\n```json\n" + json.dumps(STATE) + "\n```") == (STATE, "")
+    assert parse_answer("Here it is:\n```json\n" + json.dumps(STATE) + "\n```") == (PARSED, "")
 
 
 # ------------------------------------------------------------ running it (a stand-in codex)
@@ -243,7 +253,7 @@ def run(fake: Path, tmp_path: Path, mode: str, timeout: float = 30, **env: str) 
 
 def test_a_valid_answer_is_returned_with_its_seconds(fake_codex: Path, tmp_path: Path) -> None:
     result = run(fake_codex, tmp_path, "answer")
-    assert result.state == STATE and result.reason == ""
+    assert result.state == PARSED and result.reason == ""
     assert 0 < result.seconds < 30 and result.tokens is None  # no rollout file to measure with
     seen = json.loads((tmp_path / "args.json").read_text())
     assert seen["args"] == ["exec", "-c", "model_provider=fake", *TAIL[:-1], request_text()]
@@ -258,7 +268,7 @@ def test_the_handoff_tokens_come_from_the_rollout_thread_total(fake_codex: Path,
     before = {"type": "event_msg", "payload": {"type": "token_count", "info": info}}
     rollout.write_text(json.dumps(before) + "\n")
     result = run(fake_codex, tmp_path, "answer", FAKE_ROLLOUT=str(rollout))
-    assert result.state == STATE and result.tokens == 1_040
+    assert result.state == PARSED and result.tokens == 1_040
 
 
 def test_an_answer_that_is_not_json_fails_closed_and_says_the_model_worked_instead(

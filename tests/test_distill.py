@@ -414,3 +414,46 @@ def test_a_todo_the_agents_latest_list_dropped_is_left_out() -> None:
     )
     draft = distill(trigger="budget", objective="o", log=log, parent=None, count=words, max_tokens=5000)
     assert [t["id"] for t in draft["tasks"]] == ["mine"]
+
+
+def test_an_agents_handoff_stands_in_for_its_checkpoint_and_rules_fill_in() -> None:
+    from aether_cli.distill import HandoffResult
+
+    state = {
+        "objective": "Ship the CSV importer", "progress": ["parser done"], "next_actions": ["write docs"],
+        "errors": [], "resume_instructions": "docs next", "state": {"files_modified": ["src/imp.py"]},
+    }
+    log = realistic_episode()
+    ok = distill(trigger="budget", objective="Ship the CSV importer", log=log, parent=None, count=words,
+                 max_tokens=5000, handoff=HandoffResult(state, "", 4.2, 1300))
+    assert (ok["distiller"], ok["sources"]) == ("agent", ["agent", "rules"])
+    assert ok["next_actions"] == ["write docs"] and ok["distiller_note"] == ""
+    assert (ok["metrics"]["handoff_seconds"], ok["metrics"]["handoff_tokens"]) == (4.2, 1300)
+    assert "src/Imp Utils/quoting.py" in ok["state"]["files_modified"], "what aether saw is merged in"
+
+    failed = distill(trigger="budget", objective="Ship the CSV importer", log=realistic_episode(),
+                     parent=None, count=words, max_tokens=5000,
+                     handoff=HandoffResult(None, "answer is not JSON", 2.0, None))
+    assert (failed["distiller"], failed["sources"]) == ("rules", ["rules"])
+    assert "agent handoff: answer is not JSON" in failed["distiller_note"]
+    assert failed["metrics"]["handoff_seconds"] == 2.0
+
+    plain = distill(trigger="budget", objective="o", log=realistic_episode(), parent=None, count=words,
+                    max_tokens=5000)
+    assert plain["sources"] == ["rules"] and "handoff_seconds" not in plain["metrics"]
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "sources"),
+    [
+        ({"distiller": "agent", "sources": ["agent", "rules"]}, ["agent", "rules"]),
+        ({"distiller": "command"}, ["command"]),  # older than the field
+        ({"distiller": "agent", "sources": ["agent", "$(rm -rf ~)"]}, ["agent"]),  # tampered
+        ({"distiller": ["x"], "sources": "rules"}, ["rules"]),
+        ({}, ["rules"]),
+    ],
+)
+def test_the_sources_of_a_checkpoint_are_read_leniently(checkpoint: dict, sources: list[str]) -> None:
+    from aether_cli.checkpoint import sources_of
+
+    assert sources_of(checkpoint) == sources

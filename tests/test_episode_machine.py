@@ -4,6 +4,7 @@ scripted agent events, no sleeping. Covers every way an episode stops."""
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from aether_cli.episode_log import EpisodeLog
 from aether_cli.reporter import NullReporter
 from aether_cli.settings import Settings
 from aether_cli.store import MemoryStore
+from aether_cli.supervisor.claude_handoff import ClaudeHandoff
 from aether_cli.supervisor.episode import Episode, Phase
 from aether_cli.supervisor.rollout_follow import RolloutFollower
 from aether_cli.supervisor.run_state import AgentFacts, Signals
@@ -47,6 +49,9 @@ class FakeChild:
 
     def send(self, data: bytes) -> None:
         self.sent.append(orjson.loads(data))
+
+    def close_stdin(self) -> None:
+        self.stdin_closed = True
 
     def signal_group(self, sig: int) -> bool:
         self.signals.append(sig)
@@ -90,6 +95,15 @@ class Harness:
     def kinds(self) -> list[str]:
         return [k for k, _ in self.records]
 
+    def commands(self) -> list[str]:
+        """The commands the episode gave (sent on a protocol stdin, recorded for every agent)."""
+        return [f["command"] for k, f in self.records if k == "command"]
+
+    def stopped(self) -> str | None:
+        """The reason of the last stop command, None if there was none."""
+        stops = [f.get("reason") for k, f in self.records if k == "command" and f["command"] == "stop"]
+        return stops[-1] if stops else None
+
 
 def make(
     tmp_path: Path,
@@ -98,6 +112,7 @@ def make(
     protocol_format: bool = True,
     safe_point: str = "calls",
     follower: RolloutFollower | None = None,
+    handoff: Callable[[FakeChild], ClaudeHandoff] | None = None,
 ) -> Harness:
     store = MemoryStore(tmp_path / ".memory")
     store.init()
@@ -121,6 +136,7 @@ def make(
         protocol_format=protocol_format,
         safe_point=safe_point,
         follower=follower,
+        handoff=handoff(child) if handoff is not None else None,
     )
     return Harness(ep, child, records, signals)
 
@@ -158,7 +174,7 @@ def test_threshold_sends_a_checkpoint_request_and_the_answer_relaunches(tmp_path
     assert h.ep.phase is Phase.STOPPING and h.child.sent[-1] == {"type": "stop", "reason": "budget"}
     end = h.exit(0)
     assert (end.kind, end.trigger, end.note) == ("relaunch", "budget", "")
-    assert h.ep.agent_state_fresh
+    assert h.ep.agent_state_fresh  # protocol
     assert h.child.signals == [], "it stopped when asked: no signal needed"
 
 
@@ -170,7 +186,7 @@ def test_an_agent_that_can_rehydrate_continues_in_place(tmp_path: Path) -> None:
     h.say({"type": "checkpoint", "state": STATE})
     end = h.tick()
     assert end is not None and (end.kind, end.trigger) == ("inplace", "budget")
-    assert "stop" not in h.child.commands()
+    assert "stop" not in h.commands()
 
 
 def test_an_unanswered_request_stops_the_agent_after_the_timeout(tmp_path: Path) -> None:
@@ -207,10 +223,12 @@ def test_threshold_waits_for_the_tool_call_in_flight(tmp_path: Path) -> None:
     h.tick()
     assert h.ep.phase is Phase.SAFE_POINT
     h.tick(20)
-    assert h.ep.phase is Phase.SAFE_POINT and "stop" not in h.child.commands(), "the call still runs"
+    assert h.ep.phase is Phase.SAFE_POINT and "stop" not in h.commands(), "the call still runs"
     h.say({"type": "tool_result", "id": "c1", "output": "ok"})
     h.tick()
-    assert h.ep.phase is Phase.STOPPING and h.child.sent[-1] == {"type": "stop", "reason": "budget"}
+    # An adapter's agent reads no protocol on stdin: the stop is recorded, not sent.
+    assert h.ep.phase is Phase.STOPPING and ("command", {"command": "stop", "reason": "budget"}) in h.records
+    assert not h.child.sent
     end = h.exit(0)
     assert (end.kind, end.trigger, end.note) == ("relaunch", "budget", "")
 
@@ -352,13 +370,13 @@ def test_a_turn_based_cli_is_stopped_after_the_step_it_announced_has_run(tmp_pat
     h = make(tmp_path, protocol_format=False, safe_point="turns")
     h.say(usage(850), TEXT)
     h.tick()
-    assert h.ep.phase is Phase.SAFE_POINT and "stop" not in h.child.commands()
+    assert h.ep.phase is Phase.SAFE_POINT and "stop" not in h.commands()
     h.say(CALL)
     h.tick(5)
-    assert "stop" not in h.child.commands(), "the announced step has not run yet"
+    assert "stop" not in h.commands(), "the announced step has not run yet"
     h.say(RESULT)
     h.tick()
-    assert h.ep.phase is Phase.STOPPING and h.child.sent[-1] == {"type": "stop", "reason": "budget"}
+    assert h.ep.phase is Phase.STOPPING and h.stopped() == "budget"
     end = h.exit(0)
     assert (end.kind, end.note) == ("relaunch", "")
 
@@ -367,7 +385,7 @@ def test_a_turn_that_ends_without_a_tool_call_is_a_safe_point(tmp_path: Path) ->
     h = make(tmp_path, protocol_format=False, safe_point="turns")
     h.say(usage(850), TEXT)
     h.tick()
-    assert "stop" not in h.child.commands()
+    assert "stop" not in h.commands()
     h.ep.take("events", ([Outcome({}, ok=True, reason="success", text="")], [0], 0))
     h.tick()
     assert h.ep.phase is Phase.STOPPING
@@ -377,10 +395,10 @@ def test_an_emergency_does_not_wait_for_the_models_next_step(tmp_path: Path) -> 
     h = make(tmp_path, protocol_format=False, safe_point="turns")
     h.say(usage(850), TEXT)
     h.tick()
-    assert "stop" not in h.child.commands()
+    assert "stop" not in h.commands()
     h.say(usage(990))
     h.tick()
-    assert h.ep.phase is Phase.STOPPING and h.child.sent[-1]["reason"] == "budget"
+    assert h.ep.phase is Phase.STOPPING and h.stopped() == "budget"
 
 
 def test_a_model_that_keeps_answering_is_stopped_after_the_grace(tmp_path: Path) -> None:
@@ -402,7 +420,7 @@ def test_a_text_agent_is_stopped_after_two_quiet_seconds(tmp_path: Path) -> None
     for _ in range(5):
         h.say({"type": "text", "text": "still working"}, tokens=1)
         h.tick(1.5)
-        assert "stop" not in h.child.commands(), "output keeps coming"
+        assert "stop" not in h.commands(), "output keeps coming"
     h.tick(1.0)
     assert h.ep.phase is Phase.SAFE_POINT
     h.tick(1.1)
@@ -471,7 +489,7 @@ def test_codex_is_stopped_only_once_the_completed_steps_output_is_in_its_thread(
     assert h.ep.phase is Phase.SAFE_POINT
     h.say({"type": "tool_result", "id": "c1", "output": ""})
     h.tick(0.1)
-    assert "stop" not in h.child.commands(), "Codex has not recorded the output yet"
+    assert "stop" not in h.commands(), "Codex has not recorded the output yet"
     append(path, rollout_line(870))  # written a moment after item.completed
     h.tick(0.3)
     assert h.ep.phase is Phase.STOPPING

@@ -16,6 +16,8 @@ import orjson
 import pytest
 from helpers import AGENTS, aether, read_json
 
+from aether_cli.constants import EXIT_AGENT_CRASHED
+
 pytestmark = pytest.mark.slow
 
 FAST = {"AETHER_STOP_GRACE": "1", "AETHER_TERM_GRACE": "1", "AETHER_BACKOFF_BASE": "0.05"}
@@ -218,7 +220,7 @@ def test_claudes_own_limits_relaunch_rather_than_crash(
 
 def test_an_error_result_is_a_crash_even_with_exit_code_zero(project: Path, env: dict) -> None:
     res = aether("run", "--max-restarts", "0", "--", *CLAUDE, "--steps", "6", "--fail", "api_error", env=env)
-    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.returncode == EXIT_AGENT_CRASHED, res.stdout + res.stderr
     ck = checkpoints(project)[0]
     assert ck["trigger"] == "crash" and "api_error" in ck["distiller_note"]
 

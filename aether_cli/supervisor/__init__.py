@@ -200,7 +200,7 @@ class Supervisor:
     def _checkpointed(self, end: EpisodeEnd, ep: Episode) -> RunResult | None:
         """After a threshold, manual or agent trigger: checkpoint, then go on unless a limit says stop."""
         s = self.settings
-        ck = self.session.checkpoint(end.trigger, ep, note=end.note)
+        ck = self.session.checkpoint(end.trigger, ep, note=end.note, relaunch=end.kind == "relaunch")
         self.session.restarts = 0
         overflowed = ep.budget.steps <= OVERFLOW_STEPS and ep.log.events <= OVERFLOW_EVENTS
         overflow = end.trigger in ("budget", "emergency") and overflowed

@@ -21,7 +21,7 @@ from typing import Any
 from aether_cli import protocol as P
 from aether_cli.budget import Budget
 from aether_cli.checkpoint import assemble, compression
-from aether_cli.distill import distill
+from aether_cli.distill import HandoffResult, distill
 from aether_cli.distill_command import distill_prompt, run_distill_command
 from aether_cli.episode_log import EpisodeLog
 from aether_cli.rehydrate import prompt_budget
@@ -79,6 +79,10 @@ class Checkpointer:
                 self.store.write_task({**task, "id": task_id, "updated_at": stamp})
         dirty.clear()
 
+    def max_tokens(self, window: int) -> int:
+        """The most a checkpoint (and an agent's handoff) may hold: twice the prompt budget."""
+        return max(2 * prompt_budget(window, self.settings.prompt_budget), 512)
+
     def write(
         self,
         trigger: str,
@@ -92,10 +96,14 @@ class Checkpointer:
         prefer_agent: bool = True,
         compactions: int = 0,
         agent_session: str | None = None,
+        handoff: HandoffResult | None = None,
     ) -> dict[str, Any]:
-        """Distil, assemble and store a checkpoint of `log`; return it as written."""
+        """Distil, assemble and store a checkpoint of `log`; return it as written.
+
+        `handoff`: what the agent answered when asked for its own handoff (Claude
+        Code, Codex), merged in by `distill`."""
         s = self.settings
-        max_tokens = max(2 * prompt_budget(window, s.prompt_budget), 512)
+        max_tokens = self.max_tokens(window)
         start = self.work_started_at()
         workspace = {**workspace_state(self.cwd), "start_head": start}
         # An emergency or crash checkpoint is made from what aether saw, but an
@@ -113,6 +121,7 @@ class Checkpointer:
             command=self._command_distiller(max_tokens) if s.distill_command else None,
             workspace_changes=changed_files(self.cwd, start),
             workdir=str(self.cwd),
+            handoff=handoff,
         )
         assemble(
             draft,

@@ -8,9 +8,12 @@ capped, or wants a relaunch (or an in-place rehydrate) after a checkpoint.
        │                 │ answer / timeout / emergency
        │                 ▼
        ├──want──► SAFE_POINT (no request: wait until no tool call is in flight)
-       │                 │ settled / --tool-grace
-       │                 ▼
-       └──done──► STOPPING (stop sent) ──► SIGTERM ──► SIGKILL
+       │                 │ settled / --tool-grace        │ settled, Claude with the agent handoff
+       │                 ▼                               ▼
+       │                 │                           HANDOFF (turn cut, handoff asked; see
+       │                 │                                    claude_handoff) ── answer / timeout ──┐
+       │                 ▼                                                                         ▼
+       └──done──► STOPPING (stop sent, or stdin closed) ──► SIGTERM ──► SIGKILL ◄──────────────────┘
     any state ──Ctrl-C──► INTERRUPTING (signal forwarded) ──► SIGTERM ──► SIGKILL
 
 Inputs come from outside: `take` gets what the readers queued (events with
@@ -32,13 +35,15 @@ from enum import Enum
 from typing import Any, Protocol
 
 from aether_cli import protocol as P
-from aether_cli.adapters.base import Compaction, Outcome, StreamStarted
+from aether_cli.adapters.base import TURN_WORK, Compaction, Outcome, StreamStarted, TurnEnd
 from aether_cli.budget import SOFT, Budget, Triggers
+from aether_cli.distill import HandoffResult
 from aether_cli.episode_log import EpisodeLog
 from aether_cli.launcher import exit_code_of
 from aether_cli.redact import redact_text
 from aether_cli.reporter import Reporter
 from aether_cli.settings import Settings
+from aether_cli.supervisor.claude_handoff import ClaudeHandoff
 from aether_cli.supervisor.ends import EpisodeEnd, judge_failure
 from aether_cli.supervisor.redo import RedoMeter
 from aether_cli.supervisor.rollout_follow import RolloutFollower
@@ -68,6 +73,7 @@ class Phase(Enum):
     RUNNING = "run"
     REQUESTED = "requested"
     SAFE_POINT = "settling"
+    HANDOFF = "handoff"
     STOPPING = "stopping"
     INTERRUPTING = "interrupting"
 
@@ -80,6 +86,7 @@ class ChildLike(Protocol):
     @property
     def stdin_closed(self) -> bool: ...
     def send(self, data: bytes) -> None: ...
+    def close_stdin(self) -> None: ...
     def signal_group(self, sig: int) -> bool: ...
     def poll(self) -> int | None: ...
     def wait(self, timeout: float) -> int | None: ...
@@ -113,6 +120,11 @@ class Episode:
     safe_point: str = "calls"  # see SAFE_POINTS
     meter: RedoMeter | None = None
     follower: RolloutFollower | None = None  # Codex: its rollout file's context figures
+    # Claude Code reading stream-json on stdin: asked for its own handoff at the safe point.
+    handoff: ClaudeHandoff | None = None
+    handoff_result: HandoffResult | None = None
+    turn_open: bool = False  # Claude's turn is running (its result line has not come)
+    _turn_ended: bool = False  # a work turn ended while running: stdin is to be closed
     speaks_protocol: bool = False
     can_rehydrate: bool = False
     triggers: Triggers = field(init=False)
@@ -141,6 +153,7 @@ class Episode:
     _fresh_output: bool = False
     status: int | None = None
     exited_at: float | None = None
+    _last_intent: str = ""
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -206,6 +219,7 @@ class Episode:
         self._measure(ev)
         self.log.add(ev)
         self._note_boundary(ev)
+        self._note_turn(ev)
         self.ui.event(ev)
         self._count(ev, counted + (estimate_bytes(dropped) if dropped else 0))
 
@@ -251,11 +265,23 @@ class Episode:
             self.at_boundary = not self.log.open_calls
             if self.at_boundary and self.follower is not None:
                 self.follower.step_completed()
-        elif isinstance(ev, Outcome):
+        elif isinstance(ev, Outcome | TurnEnd):
             self.at_boundary = True
         elif isinstance(ev, P.ToolCall | P.Usage) or (isinstance(ev, P.Message) and ev.role == "assistant"):
             # The model is answering: more of its blocks (a tool call after its text) may follow.
             self.at_boundary = False
+
+    def _note_turn(self, ev: P.Event) -> None:
+        """Follow Claude's turns (input mode): a work turn's end, and the handoff exchange."""
+        if self.handoff is None:
+            return
+        if isinstance(ev, TurnEnd):
+            self.turn_open = False
+            self._turn_ended = ev.phase == TURN_WORK
+        elif isinstance(ev, P.ToolCall | P.ToolResult | P.Usage | P.Message):
+            self.turn_open = True
+        if self.phase is Phase.HANDOFF:
+            self.handoff.event(ev)
 
     def _count(self, ev: P.Event, tokens: int) -> None:
         """The budget's side of an accepted event, and the checkpoint it may call for."""
@@ -275,7 +301,7 @@ class Episode:
         """Tell the agent and the triggers about each threshold the budget just crossed."""
         b = self.budget
         for level in b.crossed():
-            self.child.send(P.cmd_budget(used=b.used, window=b.window, level=level))
+            self._command(P.cmd_budget(used=b.used, window=b.window, level=level))
             self.record("command", command="budget", level=level, used=b.used)
             self.triggers.crossed(level)
             if level == SOFT:
@@ -300,6 +326,13 @@ class Episode:
             self._requested(now, answered)
         if self.phase is Phase.SAFE_POINT:
             self._at_safe_point(now)
+        if self.phase is Phase.HANDOFF:
+            self._handing_off(now)
+        if self.phase is Phase.RUNNING and self._turn_ended and self.handoff is not None:
+            # Claude in input mode waits for another message after its turn: none will come.
+            self._turn_ended = False
+            self.child.close_stdin()
+            self.record("command", command="close_stdin", reason="turn ended")
         self._escalate(now)
         self._note_exit(now)
         return None
@@ -357,7 +390,7 @@ class Episode:
         else:
             self.request_mark = self.agent_checkpoints
             deadline_ms = int(s.checkpoint_timeout * 1000)
-            self.child.send(P.cmd_checkpoint_request(reason=want.trigger, deadline_ms=deadline_ms))
+            self._command(P.cmd_checkpoint_request(reason=want.trigger, deadline_ms=deadline_ms))
             self.record("command", command="checkpoint_request", reason=want.trigger)
             self.phase, self.deadline = Phase.REQUESTED, now + s.checkpoint_timeout
 
@@ -404,8 +437,50 @@ class Episode:
         elif not settled:
             self.note = f"stopped mid-step after --tool-grace {grace:g}s: the agent was still answering"
             self.record("settle_timeout", calls=[])
-        # An agent that cannot read the stop command gets SIGTERM at once.
-        self._stop(now, now if self.child.stdin_closed else now + self.settings.stop_grace)
+        if settled and self._may_hand_off():
+            assert self.handoff is not None
+            # Calls Claude announces from now on are cut by the interrupt: never run.
+            self.log.mark_stopping()
+            self.phase = Phase.HANDOFF
+            self._last_intent = self.log.last_assistant
+            self.handoff.start(now, turn_running=self.turn_open)
+            self.record("command", command="handoff", turn_running=self.turn_open)
+            return
+        # An agent that cannot read the stop command gets SIGTERM at once; so does Claude
+        # (input mode) stopped without a handoff: a closed stdin would let it finish its turn.
+        at_once = self.child.stdin_closed or self.handoff is not None
+        self._stop(now, now if at_once else now + self.settings.stop_grace)
+
+    def _may_hand_off(self) -> bool:
+        """Ask the agent for its handoff: it can be asked, and there is room and reason to."""
+        return (
+            self.handoff is not None
+            and not self.triggers.urgent  # near overflow, a handoff turn could overflow the context
+            and not self.capped
+            and self.trigger != "done"
+            and self.status is None
+        )
+
+    def _handing_off(self, now: float) -> None:
+        """The handoff exchange: once it is over (answered or not), close stdin and stop."""
+        assert self.handoff is not None
+        if self.status is not None or self.child.poll() is not None:
+            self.handoff.fail(now, "the agent exited before it answered")
+        self.handoff.advance(now)
+        result = self.handoff.result
+        if result is None:
+            return
+        self.handoff_result = result
+        if result.state is not None:
+            # The answer is the handoff, not the agent's last intent.
+            self.log.last_assistant = self._last_intent
+        self.record(
+            "handoff", ok=result.state is not None, reason=result.reason,
+            seconds=result.seconds, tokens=result.tokens,
+        )
+        if result.state is None:
+            self.ui.notice(f"the agent's handoff failed ({result.reason}): rules stand in", "warn")
+        self._stop(now, now + self.settings.stop_grace)
 
     def _stop(self, now: float, term_at: float) -> None:
         """Send the stop command; SIGTERM follows at `term_at` if the child is still there."""
@@ -413,8 +488,16 @@ class Episode:
         # A call the agent announces from now on, in its dying stream, never ran: it is the
         # next action, not an interrupted one.
         self.log.mark_stopping()
-        self.child.send(P.cmd_stop(reason=self.trigger or "stop"))
+        if self.handoff is not None:
+            # Claude in input mode ends at the end of its stdin.
+            self.child.close_stdin()
+        self._command(P.cmd_stop(reason=self.trigger or "stop"))
         self.record("command", command="stop", reason=self.trigger)
+
+    def _command(self, line: bytes) -> None:
+        """A protocol command for the agent; a stdin that carries another format gets none."""
+        if self.protocol_format:
+            self.child.send(line)
 
     def _escalate(self, now: float) -> None:
         if self.phase is Phase.INTERRUPTING and self.signals.force and self.next_signal is not None:
@@ -467,7 +550,8 @@ class Episode:
         # An exit we did not ask for is judged by its status, unless the agent handed
         # over its state first (answered the request, then exited).
         answered = self.agent_checkpoints > self.request_mark
-        if self.phase in (Phase.STOPPING, Phase.SAFE_POINT) or (self.phase is Phase.REQUESTED and answered):
+        stopping = (Phase.STOPPING, Phase.SAFE_POINT, Phase.HANDOFF)
+        if self.phase in stopping or (self.phase is Phase.REQUESTED and answered):
             if self.capped:
                 return EpisodeEnd("capped", note=self.capped, status=status)
             # An answer that came late (after the stop) is still the agent's own state.

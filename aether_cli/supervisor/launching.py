@@ -2,7 +2,9 @@
 
 `Launcher` puts the prompt where the agent takes it (the `start` command on
 stdin, `{prompt}`/`{prompt_file}`, a recognised CLI's prompt argument, or the
-agent's own resume with --native-resume), sets the `AETHER_*` environment,
+agent's own resume with --native-resume; for Claude Code with the agent
+handoff, its first stream-json user message, the prompt argument taken out of
+the command line), sets the `AETHER_*` environment,
 spawns the process through the injected `spawn_fn` and starts its stream
 readers. It knows nothing of budgets' decisions, episodes or checkpoints.
 """
@@ -15,7 +17,14 @@ from pathlib import Path
 
 from aether_cli import constants as C
 from aether_cli import protocol as P
-from aether_cli.adapters.prompt_argv import fill_placeholders, native_resume_argv, render_argv
+from aether_cli.adapters import claude_input as CI
+from aether_cli.adapters.argv import claude_input_mode, prompt_location
+from aether_cli.adapters.prompt_argv import (
+    claude_input_argv,
+    fill_placeholders,
+    native_resume_argv,
+    render_argv,
+)
 from aether_cli.budget import limit_tokens
 from aether_cli.launcher import Child
 from aether_cli.rehydrate import Prompt
@@ -61,19 +70,36 @@ class Launcher:
         self.child: Child | None = None
         self.gen = 0
         self.env: dict[str, str] = {}  # the last launch's environment
+        self.last_argv: list[str] = []  # the last launch's command line, as run
+        # Claude Code reading its messages on stdin, so that it can be asked for its handoff.
+        self.claude_input = (
+            fmt == "claude"
+            and settings.handoff == "agent"
+            and not claude_input_mode(list(settings.command))
+            and prompt_location("claude", list(settings.command)) is not None
+        )
 
     def launch(self, prompt: Prompt, spec: LaunchSpec) -> tuple[Child, list[str]]:
         """Start the agent with `prompt`; the child and its argv as the ledger keeps it."""
         s = self.settings
         prompt_path = self.store.write_prompt(prompt.text)
         argv = self.argv(prompt.text, prompt_path, spec)
+        message = None
+        if self.claude_input:
+            loc = prompt_location("claude", argv)
+            message = argv[loc[0]][len(loc[1]) :] if loc is not None else prompt.text
+            argv = claude_input_argv(argv)
         self.gen += 1
+        self.last_argv = argv
         self.env = self._env(prompt_path, spec)
         child = self.spawn_fn(
-            argv, env=self.env, cwd=str(self.cwd), stdin_pipe=self.protocol_format
+            argv, env=self.env, cwd=str(self.cwd), stdin_pipe=self.protocol_format or message is not None
         )
         self.child = child
         self.streams.start(child, self.gen)
+        if message is not None:
+            child.send(CI.prompt_message(message))
+            return child, argv
         child.send(
             P.cmd_start(
                 session=spec.session_id,

@@ -19,13 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aether_cli import codex_rollout
+from aether_cli import codex_handoff, codex_rollout
 from aether_cli import constants as C
 from aether_cli import protocol as P
 from aether_cli.adapters import context_overhead, detect_format, make_adapter
 from aether_cli.budget import Budget, decide_window
+from aether_cli.distill import HandoffResult
 from aether_cli.episode_log import EpisodeLog
 from aether_cli.errors import AetherError
+from aether_cli.handoff import handoff_request
 from aether_cli.launcher import Child, become_subreaper, end_session_processes, reap_orphans
 from aether_cli.plan import ResumePlan, RunResult
 from aether_cli.rehydrate import Prompt, first_prompt, prompt_budget, rehydrate_prompt
@@ -33,6 +35,7 @@ from aether_cli.reporter import Reporter
 from aether_cli.settings import Settings, window_for_model
 from aether_cli.store import MemoryStore
 from aether_cli.supervisor.checkpointing import Checkpointer
+from aether_cli.supervisor.claude_handoff import ClaudeHandoff
 from aether_cli.supervisor.ends import EpisodeEnd
 from aether_cli.supervisor.episode import SAFE_POINTS, Episode
 from aether_cli.supervisor.launching import Launcher, LaunchSpec
@@ -246,6 +249,19 @@ class Session:
             safe_point=SAFE_POINTS.get(self.fmt, "calls"),
             meter=self.meter,
             follower=self._follower(),
+            handoff=self._claude_handoff(child),
+        )
+
+    def _claude_handoff(self, child: Child) -> ClaudeHandoff | None:
+        """For Claude Code reading its messages on stdin, the exchange that asks for its handoff."""
+        if not self.launcher.claude_input:
+            return None
+        max_tokens = self.checkpoints.max_tokens(self.window)
+        return ClaudeHandoff(
+            child.send,
+            request=handoff_request(max_tokens=max_tokens, memory_dir=self.store.root),
+            max_tokens=max_tokens,
+            count=self.counter.count,
         )
 
     def _follower(self) -> RolloutFollower | None:
@@ -290,8 +306,16 @@ class Session:
             if ep.follower is not None:
                 ep.follower.close()
 
-    def checkpoint(self, trigger: str, ep: Episode, note: str = "") -> dict[str, Any]:
-        """Write the checkpoint of episode `ep` (and record its continuity figures)."""
+    def checkpoint(
+        self, trigger: str, ep: Episode, note: str = "", *, relaunch: bool = False
+    ) -> dict[str, Any]:
+        """Write the checkpoint of episode `ep` (and record its continuity figures).
+
+        `relaunch`: the agent was stopped to be relaunched, so Codex is asked for its
+        handoff in its own thread first (Claude was asked before it stopped)."""
+        handoff = ep.handoff_result
+        if relaunch and handoff is None:
+            handoff = self._codex_handoff(trigger)
         figures = self.meter.end()
         if figures is not None:
             self.record("continuity", **figures.as_record())
@@ -307,7 +331,30 @@ class Session:
             prefer_agent=ep.agent_state_fresh,
             compactions=ep.compactions,
             agent_session=self.agent.stream_session,
+            handoff=handoff,
         )
+
+    def _codex_handoff(self, trigger: str) -> HandoffResult | None:
+        """Codex's own handoff, by `codex exec resume` of the stopped thread, read-only."""
+        if self.fmt != "codex" or self.settings.handoff != "agent":
+            return None
+        if trigger == "emergency":
+            return HandoffResult(None, "not asked: the context is at the emergency line")
+        thread = self.agent.stream_session
+        if not thread:
+            return HandoffResult(None, "not asked: codex named no thread")
+        self.ui.notice("asking codex for its handoff in its own thread", "info")
+        request = codex_handoff.request_text(self.store.root)
+        result = codex_handoff.run_handoff(
+            self.launcher.last_argv, thread, self.launcher.env, self.cwd, request=request
+        )
+        self.record(
+            "handoff", ok=result.state is not None, reason=result.reason,
+            seconds=result.seconds, tokens=result.tokens,
+        )
+        if result.state is None:
+            self.ui.notice(f"codex's handoff failed ({result.reason}): rules stand in", "warn")
+        return result
 
     def made_progress(self, ep: Episode) -> bool:
         """Whether the episode (already checkpointed) did anything new: a step no earlier
