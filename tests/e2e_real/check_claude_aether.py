@@ -55,10 +55,18 @@ def test_aether_relaunches_claude_until_every_step_is_done(project: Path, tmp_pa
     assert cks and all(ck["tokenizer"] == "reported" for ck in cks), [ck.get("tokenizer") for ck in cks]
     # The figures a closing note quotes (shown with `pytest -s`).
     figures = [(c["trigger"], c["metrics"]["episode_tokens"], c["metrics"]["checkpoint_tokens"]) for c in cks]
+    handoffs = [
+        (c["distiller"], c["metrics"].get("handoff_seconds"), c["metrics"].get("handoff_tokens"))
+        for c in cks if c["trigger"] == "budget"
+    ]
     print(
         f"\nclaude under aether: {len(launches)} launches; checkpoints "
-        f"(trigger, episode tokens, checkpoint tokens): {figures}; steps {steps_done(project)}"
+        f"(trigger, episode tokens, checkpoint tokens): {figures}; steps {steps_done(project)}; "
+        f"handoffs (distiller, seconds, tokens): {handoffs}"
     )
+    # Claude was asked for its own handoff at each budget stop, and the fake model answered it.
+    assert handoffs and all(h[0] == "agent" and h[1] is not None for h in handoffs), (handoffs, why)
+    assert all(c["sources"] == ["agent", "rules"] for c in cks if c["trigger"] == "budget"), why
 
     turns = fake.turns()
     # A relaunch starts a fresh conversation whose prompt is the rehydrated one, not the first.

@@ -81,11 +81,16 @@ def test_codex_is_relaunched_by_its_context_budget_alone(project: Path, tmp_path
     assert {r["context_overhead"] for r in launches} == {8_500}, why
     assert_steps_once_each(project, STEPS, relaunches=len(launches) - 1)
     triggers = [c["trigger"] for c in checkpoints(project)]
-    assert triggers == ["budget"] * (len(launches) - 1) + ["done"], why
+    # Each step adds ~1,800 tokens; a figure read a step late may already be past the
+    # emergency line (95%): either way the context figure alone triggered the relaunch.
+    assert set(triggers[:-1]) <= {"budget", "emergency"} and triggers[-1] == "done", why
+    assert len(triggers) == len(launches), why
     # Codex's own figure from its rollout file replaced the estimate (issue 11, point 5).
     rollout = [r for r in ledger(project) if r.get("kind") == "usage" and r.get("source") == "rollout"]
     assert rollout, why
     cks = checkpoints(project)
-    assert all(c["tokenizer"] == "reported" for c in cks if c["trigger"] == "budget"), why
+    assert all(c["tokenizer"] == "reported" for c in cks if c["trigger"] != "done"), why
+    # Codex was asked for its handoff in its own thread after each budget stop.
+    assert all(c["distiller"] == "agent" for c in cks if c["trigger"] == "budget"), why
     figures = [r["context_tokens"] for r in rollout]
     print(f"\ncodex under aether: {len(launches)} launches; rollout figures {figures}")
