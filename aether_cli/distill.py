@@ -234,11 +234,11 @@ def _trim_steps(draft: dict[str, Any]) -> list[tuple[str, Callable[[], None]]]:
         ("work_log beyond the last 5 calls folded", fold_work_log(5)),
         ("errors beyond the last 3", keep_last(draft, "errors", 3)),
         ("decisions beyond the last 5", keep_last(state, "decisions", 5)),
-        ("files_changed beyond the last 20", keep_last(state, "files_changed", 20)),
-        ("files_modified beyond the last 10", keep_last(state, "files_modified", 10)),
         ("progress beyond the last 5", keep_last(draft, "progress", 5)),
         ("finished todos", drop_done_todos),
         ("work_log folded", fold_work_log(0)),
+        ("files_changed beyond the last 20", keep_last(state, "files_changed", 20)),
+        ("files_modified beyond the last 10", keep_last(state, "files_modified", 10)),
         ("unresolved_errors beyond the last 5", keep_last(state, "unresolved_errors", 5)),
     ]
 

@@ -32,19 +32,11 @@ from replay.harness import WINDOWS, Score, load_fixture, replay, score, with_pad
 from replay.render import render
 
 GOAL = 0.95  # issue 11: every category, both formats
-# Measured on main at 2622f0d (rules handoff, 2,000-token prompt cap), minus a margin.
 # Measured on main at 2622f0d (rules handoff, 2,000-token prompt cap), over LONG_SESSIONS:
 #   claude: files 27.6%  errors 23.9%  todos 100%  instructions 100%
 #   codex:  files 26.4%  errors 22.0%  todos 100%  instructions 100%
-# A prompt at its token budget keeps or evicts a block depending on how the checkpoint id's
-# random hash tokenizes, so figures move by a point between runs: the floors leave room.
-TODAY = {
-    "claude": {"files": 0.20, "errors": 0.15, "todos": GOAL, "instructions": GOAL},
-    "codex": {"files": 0.20, "errors": 0.15, "todos": GOAL, "instructions": GOAL},
-}
-# Issue 11: once the rules handoff as a work log lands, raise the floor to the goal:
-# FLOOR = {fmt: dict.fromkeys(CATEGORIES, GOAL) for fmt in TODAY}
-FLOOR = TODAY
+# With the rules handoff as a work log (issue 11, point 3), 100% in every category for both.
+FLOOR = {fmt: dict.fromkeys(CATEGORIES, GOAL) for fmt in ("claude", "codex")}
 # (seed, tool calls): the long sessions each format is replayed with.
 LONG_SESSIONS = ((1, 200), (2, 380))
 

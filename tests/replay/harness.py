@@ -10,7 +10,6 @@ read: nothing of `.memory/` and nothing of aether's internals.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -63,13 +62,6 @@ class Score:
         return f"{label:<24} " + "  ".join(parts)
 
 
-@functools.cache
-def handoff_flag() -> list[str]:
-    """`--handoff rules` where this aether has the flag: the rules handoff is what is measured."""
-    res = aether("run", "--help", env={"COLUMNS": "200"})
-    return ["--handoff", "rules"] if "--handoff" in res.stdout else []
-
-
 def agent_argv(fmt: str, objective: str) -> list[str]:
     if fmt == "claude":
         return ["claude", "-p", objective, "--output-format", "stream-json", "--verbose"]
@@ -93,7 +85,8 @@ def install(project: Path, fmt: str, episodes: list[list[str]]) -> dict[str, str
 def replay(project: Path, fmt: str, objective: str, episodes: list[list[str]], timeout: float = 600) -> Run:
     """Run aether over the recording; every launch's prompt, in launch order."""
     env = install(project, fmt, episodes)
-    args = ["run", "--format", fmt, "--context-window", str(WINDOWS[fmt]), *handoff_flag()]
+    # The rules handoff is what is measured.
+    args = ["run", "--format", fmt, "--context-window", str(WINDOWS[fmt]), "--handoff", "rules"]
     start = time.monotonic()
     res = aether(*args, "--", *agent_argv(fmt, objective), cwd=project, env=env, timeout=timeout)
     seconds = time.monotonic() - start
