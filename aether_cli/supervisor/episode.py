@@ -35,7 +35,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from aether_cli import protocol as P
-from aether_cli.adapters.base import TURN_WORK, Compaction, Outcome, StreamStarted, TurnEnd
+from aether_cli.adapters.base import Compaction, Outcome, StreamStarted
 from aether_cli.budget import SOFT, Budget, Triggers
 from aether_cli.distill import HandoffResult
 from aether_cli.episode_log import EpisodeLog
@@ -48,6 +48,7 @@ from aether_cli.supervisor.ends import EpisodeEnd, judge_failure
 from aether_cli.supervisor.redo import RedoMeter
 from aether_cli.supervisor.rollout_follow import RolloutFollower
 from aether_cli.supervisor.run_state import AgentFacts, Signals, utc_now
+from aether_cli.supervisor.stream_position import StreamPosition
 from aether_cli.tokens import estimate_bytes
 
 # How often the manual checkpoint request file is looked at: a file check per
@@ -55,14 +56,6 @@ from aether_cli.tokens import estimate_bytes
 REQUEST_POLL = 0.1
 # An agent checkpoint followed by more than this many events is stale.
 STALE_AFTER_EVENTS = 3
-# A plain-text agent is at a safe point after this many seconds without output.
-QUIET_SECONDS = 2.0
-# What a safe point to stop is, by format: "calls", no tool call in flight (protocol
-# agents, which may be asked for their state first); "turns", a step boundary of a
-# turn-based CLI: every tool call the model asked for has its result (or the turn
-# ended), so the model's next request has not been answered yet and nothing it
-# decided is lost; "quiet", a few seconds without output.
-SAFE_POINTS = {"claude": "turns", "codex": "turns", "text": "quiet"}
 # The last stderr lines an episode keeps, for the notice of a crash.
 STDERR_TAIL_LINES = 5
 
@@ -117,14 +110,13 @@ class Episode:
     window: Callable[[], int]
     run_started: float = 0.0
     protocol_format: bool = True  # the format is aether's protocol (else an adapter's events)
-    safe_point: str = "calls"  # see SAFE_POINTS
+    safe_point: str = "calls"  # see stream_position.SAFE_POINTS
     meter: RedoMeter | None = None
     follower: RolloutFollower | None = None  # Codex: its rollout file's context figures
     # Claude Code reading stream-json on stdin: asked for its own handoff at the safe point.
     handoff: ClaudeHandoff | None = None
     handoff_result: HandoffResult | None = None
-    turn_open: bool = False  # Claude's turn is running (its result line has not come)
-    _turn_ended: bool = False  # a work turn ended while running: stdin is to be closed
+    position: StreamPosition = field(init=False)
     speaks_protocol: bool = False
     can_rehydrate: bool = False
     triggers: Triggers = field(init=False)
@@ -148,9 +140,6 @@ class Episode:
     err_eof: bool = False
     # The child's last stderr lines (kept even with --quiet): a crash's notice quotes them.
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
-    at_boundary: bool = False  # "turns": the stream is between steps now
-    last_output: float = float("-inf")
-    _fresh_output: bool = False
     status: int | None = None
     exited_at: float | None = None
     _last_intent: str = ""
@@ -162,6 +151,7 @@ class Episode:
             on_error=s.checkpoint_on_error,
             on_agent=s.checkpoint_on_agent,
         )
+        self.position = StreamPosition(self.safe_point)
         if self.agent.hello_child is self.child:
             # Rehydrated in place: the same process, which already said hello.
             self.speaks_protocol, self.can_rehydrate = True, self.agent.hello_rehydrate
@@ -171,7 +161,7 @@ class Episode:
     def take(self, kind: str, payload: Any, *, show: bool = True) -> None:
         """One item the readers queued for this child."""
         if kind == "events":
-            self._fresh_output = True
+            self.position.output()
             self.on_events(*payload)
         elif kind == "stderr":
             self.record("stderr", text=payload)
@@ -218,8 +208,10 @@ class Episode:
             return
         self._measure(ev)
         self.log.add(ev)
-        self._note_boundary(ev)
-        self._note_turn(ev)
+        if self.position.note(ev, calls_open=bool(self.log.open_calls)) and self.follower is not None:
+            self.follower.step_completed()
+        if self.phase is Phase.HANDOFF and self.handoff is not None:
+            self.handoff.event(ev)
         self.ui.event(ev)
         self._count(ev, counted + (estimate_bytes(dropped) if dropped else 0))
 
@@ -259,30 +251,6 @@ class Episode:
             if call is not None:
                 self.meter.finished(call.name, call.input)
 
-    def _note_boundary(self, ev: P.Event) -> None:
-        """Follow the turn: between steps once every call has its result or the turn ended."""
-        if isinstance(ev, P.ToolResult):
-            self.at_boundary = not self.log.open_calls
-            if self.at_boundary and self.follower is not None:
-                self.follower.step_completed()
-        elif isinstance(ev, Outcome | TurnEnd):
-            self.at_boundary = True
-        elif isinstance(ev, P.ToolCall | P.Usage) or (isinstance(ev, P.Message) and ev.role == "assistant"):
-            # The model is answering: more of its blocks (a tool call after its text) may follow.
-            self.at_boundary = False
-
-    def _note_turn(self, ev: P.Event) -> None:
-        """Follow Claude's turns (input mode): a work turn's end, and the handoff exchange."""
-        if self.handoff is None:
-            return
-        if isinstance(ev, TurnEnd):
-            self.turn_open = False
-            self._turn_ended = ev.phase == TURN_WORK
-        elif isinstance(ev, P.ToolCall | P.ToolResult | P.Usage | P.Message):
-            self.turn_open = True
-        if self.phase is Phase.HANDOFF:
-            self.handoff.event(ev)
-
     def _count(self, ev: P.Event, tokens: int) -> None:
         """The budget's side of an accepted event, and the checkpoint it may call for."""
         if tokens:
@@ -312,8 +280,7 @@ class Episode:
 
     def advance(self, now: float) -> EpisodeEnd | None:
         """Move the machine on at time `now`; an ending that needs no exit (in place), else None."""
-        if self._fresh_output:
-            self._fresh_output, self.last_output = False, now
+        self.position.tick(now)
         if self.follower is not None and (usage := self.follower.poll(now)) is not None:
             self._report_context(usage.context_tokens, usage.window)
         self._forward_signal(now)
@@ -328,9 +295,9 @@ class Episode:
             self._at_safe_point(now)
         if self.phase is Phase.HANDOFF:
             self._handing_off(now)
-        if self.phase is Phase.RUNNING and self._turn_ended and self.handoff is not None:
+        if self.phase is Phase.RUNNING and self.position.turn_ended and self.handoff is not None:
             # Claude in input mode waits for another message after its turn: none will come.
-            self._turn_ended = False
+            self.position.turn_ended = False
             self.child.close_stdin()
             self.record("command", command="close_stdin", reason="turn ended")
         self._escalate(now)
@@ -410,17 +377,14 @@ class Episode:
         self._stop(now, now + self.settings.stop_grace)
 
     def _settled(self, now: float) -> bool:
-        """Whether the agent is at a safe point to stop (see SAFE_POINTS)."""
-        if self.log.open_calls:
-            return False
-        # Near overflow, the model's next request must not be waited for: no call in flight is enough.
-        if self.safe_point == "calls" or self.triggers.urgent:
-            return True
-        if self.safe_point == "turns":
-            # Codex records a completed step's output in its thread a moment after printing
-            # it; stopped before that, the resumed thread has lost it and redoes the step.
-            return self.at_boundary and (self.follower is None or self.follower.recorded(now))
-        return now - self.last_output >= QUIET_SECONDS
+        """Whether the agent is at a safe point to stop (see stream_position)."""
+        follower = self.follower
+        return self.position.settled(
+            now,
+            calls_open=bool(self.log.open_calls),
+            urgent=self.triggers.urgent,
+            recorded=lambda: follower is None or follower.recorded(now),
+        )
 
     def _at_safe_point(self, now: float) -> None:
         open_calls = self.log.open_calls
@@ -443,8 +407,8 @@ class Episode:
             self.log.mark_stopping()
             self.phase = Phase.HANDOFF
             self._last_intent = self.log.last_assistant
-            self.handoff.start(now, turn_running=self.turn_open)
-            self.record("command", command="handoff", turn_running=self.turn_open)
+            self.handoff.start(now, turn_running=self.position.turn_open)
+            self.record("command", command="handoff", turn_running=self.position.turn_open)
             return
         # An agent that cannot read the stop command gets SIGTERM at once; so does Claude
         # (input mode) stopped without a handoff: a closed stdin would let it finish its turn.

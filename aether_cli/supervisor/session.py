@@ -37,11 +37,12 @@ from aether_cli.store import MemoryStore
 from aether_cli.supervisor.checkpointing import Checkpointer
 from aether_cli.supervisor.claude_handoff import ClaudeHandoff
 from aether_cli.supervisor.ends import EpisodeEnd
-from aether_cli.supervisor.episode import SAFE_POINTS, Episode
+from aether_cli.supervisor.episode import Episode
 from aether_cli.supervisor.launching import Launcher, LaunchSpec
 from aether_cli.supervisor.redo import RedoMeter
 from aether_cli.supervisor.rollout_follow import RolloutFollower
 from aether_cli.supervisor.run_state import AgentFacts, RunFacts, RunRecords, Signals, new_session_id
+from aether_cli.supervisor.stream_position import SAFE_POINTS
 from aether_cli.supervisor.streams import Streams
 from aether_cli.tokens import TokenCounter
 
