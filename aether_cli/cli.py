@@ -244,14 +244,16 @@ def show(
 ) -> None:
     """Show one checkpoint."""
     from aether_cli import commands
+    from aether_cli.retention import parent_note
 
-    ck = commands.open_store(memory_dir).read_checkpoint(checkpoint)
+    store = commands.open_store(memory_dir)
+    ck = store.read_checkpoint(checkpoint)
     if json:
         _print_json(ck)
         return
     from aether_cli.render import checkpoint_view
 
-    _print_view(checkpoint_view(ck))
+    _print_view(checkpoint_view(ck, parent_note(store, ck)))
 
 
 @app.command()
@@ -267,6 +269,37 @@ def drop(
 
     dropped = commands.open_store(memory_dir).drop_checkpoint(checkpoint, force=force)
     typer.echo(f"dropped {dropped}")
+
+
+@app.command()
+def gc(
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", min=0, help="Keep the N newest checkpoints [default: config's retention]."),
+    ] = None,
+    older_than: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than",
+            min=0,
+            help="Remove only checkpoints older than DAYS [default: config's retention].",
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+    json: JsonFlag = False,
+    memory_dir: MemoryDir = None,
+) -> None:
+    """Remove old checkpoints: never a session's latest; their ids go to .memory/pruned.json."""
+    from aether_cli import commands, retention
+
+    store = commands.open_store(memory_dir)
+    report = retention.gc(store, retention.policy_for(store, keep, older_than), dry_run=dry_run).to_dict()
+    if json:
+        _print_json(report)
+        return
+    from aether_cli.render import gc_lines
+
+    typer.echo("\n".join(gc_lines(report)))
 
 
 @app.command("checkpoint")
