@@ -302,6 +302,53 @@ def gc(
     typer.echo("\n".join(gc_lines(report)))
 
 
+@app.command()
+def pack(
+    checkpoint: Annotated[
+        str | None, typer.Argument(help="Checkpoint id or a unique prefix [default: the latest].")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The zip file to write.")
+    ] = Path("aether-pack.zip"),
+    with_ledger: Annotated[bool, typer.Option("--with-ledger", help="Add the session's run ledger.")] = False,
+    memory_dir: MemoryDir = None,
+) -> None:
+    """Pack a checkpoint, its parents, continuity, tasks and facts into one zip (with a sha256 manifest)."""
+    from aether_cli import commands, packs
+
+    manifest = packs.pack(commands.open_store(memory_dir), checkpoint, output, with_ledger=with_ledger)
+    typer.echo(
+        f"packed session {manifest['session_id']} at {manifest['checkpoint']} "
+        f"({len(manifest['chain'])} checkpoints, {len(manifest['entries'])} files) into {output}"
+    )
+
+
+@app.command()
+def unpack(
+    file: Annotated[Path, typer.Argument(help="The pack (a zip made by `aether pack`).")],
+    directory: Annotated[
+        Path | None, typer.Argument(help="The project to unpack into [default: the current one].")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Move a .memory holding another or a newer session aside.")
+    ] = False,
+    memory_dir: MemoryDir = None,
+) -> None:
+    """Check a pack (manifest, paths, sizes) and install it as DIR/.memory; refuse anything odd.
+
+    A refused pack writes nothing."""
+    from aether_cli.unpack import unpack as unpack_pack
+
+    target = memory_dir or (directory or Path.cwd()) / C.MEMORY_DIRNAME
+    done = unpack_pack(file, target, force=force)
+    if done["moved_aside"]:
+        typer.echo(f"moved the .memory that was there to {done['moved_aside']}")
+    typer.echo(
+        f"unpacked session {done['session_id']} at {done['checkpoint']} ({done['files']} files) "
+        f"into {done['memory_dir']}; `aether status` shows it, `aether resume` continues it"
+    )
+
+
 @app.command("checkpoint")
 def checkpoint_now(memory_dir: MemoryDir = None) -> None:
     """Ask the live run (in another terminal) to checkpoint now."""

@@ -297,6 +297,11 @@ class MemoryStore:
         Returns (id, bytes) of each file removed; one write lock, one index rebuild."""
         return self._checkpoints.prune(doomed, record=self._pruned.add, refresh=self.update_context_index)
 
+    def record_pruned(self, pruned: list[str]) -> None:
+        """Add ids to pruned.json (a union; `aether unpack` brings a pack's record)."""
+        with self._write_lock.held():
+            self._pruned.add(pruned)
+
     def pruned_ids(self) -> set[str]:
         """The ids pruned.json records as removed by `aether gc` (empty if it is absent or unreadable)."""
         return self._pruned.read()
