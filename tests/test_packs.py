@@ -245,7 +245,7 @@ def test_a_hostile_zip_is_refused_with_nothing_written(
     assert result.stderr.startswith("aether: error: ") and result.stderr.count("\n") == 1
     assert HOSTILE[kind] in result.stderr and "nothing written" in result.stderr
     assert tree(project) == before
-    assert not (tmp_path / "evil.json").exists() and not Path("/tmp/evil.json").exists()
+    assert not (tmp_path / "evil.json").exists()
     # Into a folder that does not exist yet: not even the folder appears.
     again = aether("unpack", str(bad), "fresh", cwd=project)
     assert again.returncode == 1 and not (project / "fresh").exists()
