@@ -244,14 +244,16 @@ def show(
 ) -> None:
     """Show one checkpoint."""
     from aether_cli import commands
+    from aether_cli.retention import parent_note
 
-    ck = commands.open_store(memory_dir).read_checkpoint(checkpoint)
+    store = commands.open_store(memory_dir)
+    ck = store.read_checkpoint(checkpoint)
     if json:
         _print_json(ck)
         return
     from aether_cli.render import checkpoint_view
 
-    _print_view(checkpoint_view(ck))
+    _print_view(checkpoint_view(ck, parent_note(store, ck)))
 
 
 @app.command()
@@ -267,6 +269,84 @@ def drop(
 
     dropped = commands.open_store(memory_dir).drop_checkpoint(checkpoint, force=force)
     typer.echo(f"dropped {dropped}")
+
+
+@app.command()
+def gc(
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", min=0, help="Keep the N newest checkpoints [default: config's retention]."),
+    ] = None,
+    older_than: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than",
+            min=0,
+            help="Remove only checkpoints older than DAYS [default: config's retention].",
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+    json: JsonFlag = False,
+    memory_dir: MemoryDir = None,
+) -> None:
+    """Remove old checkpoints: never a session's latest; their ids go to .memory/pruned.json."""
+    from aether_cli import commands, retention
+
+    store = commands.open_store(memory_dir)
+    report = retention.gc(store, retention.policy_for(store, keep, older_than), dry_run=dry_run).to_dict()
+    if json:
+        _print_json(report)
+        return
+    from aether_cli.render import gc_lines
+
+    typer.echo("\n".join(gc_lines(report)))
+
+
+@app.command()
+def pack(
+    checkpoint: Annotated[
+        str | None, typer.Argument(help="Checkpoint id or a unique prefix [default: the latest].")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The zip file to write.")
+    ] = Path("aether-pack.zip"),
+    with_ledger: Annotated[bool, typer.Option("--with-ledger", help="Add the session's run ledger.")] = False,
+    memory_dir: MemoryDir = None,
+) -> None:
+    """Pack a checkpoint, its parents, continuity, tasks and facts into one zip (with a sha256 manifest)."""
+    from aether_cli import commands, packs
+
+    manifest = packs.pack(commands.open_store(memory_dir), checkpoint, output, with_ledger=with_ledger)
+    typer.echo(
+        f"packed session {manifest['session_id']} at {manifest['checkpoint']} "
+        f"({len(manifest['chain'])} checkpoints, {len(manifest['entries'])} files) into {output}"
+    )
+
+
+@app.command()
+def unpack(
+    file: Annotated[Path, typer.Argument(help="The pack (a zip made by `aether pack`).")],
+    directory: Annotated[
+        Path | None, typer.Argument(help="The project to unpack into [default: the current one].")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Move a .memory holding another or a newer session aside.")
+    ] = False,
+    memory_dir: MemoryDir = None,
+) -> None:
+    """Check a pack (manifest, paths, sizes) and install it as DIR/.memory; refuse anything odd.
+
+    A refused pack writes nothing."""
+    from aether_cli.unpack import unpack as unpack_pack
+
+    target = memory_dir or (directory or Path.cwd()) / C.MEMORY_DIRNAME
+    done = unpack_pack(file, target, force=force)
+    if done["moved_aside"]:
+        typer.echo(f"moved the .memory that was there to {done['moved_aside']}")
+    typer.echo(
+        f"unpacked session {done['session_id']} at {done['checkpoint']} ({done['files']} files) "
+        f"into {done['memory_dir']}; `aether status` shows it, `aether resume` continues it"
+    )
 
 
 @app.command("checkpoint")

@@ -21,6 +21,7 @@ from aether_cli.errors import (
     NotFoundError,
     UsageError,
 )
+from aether_cli.retention import parent_note
 from aether_cli.store import MemoryStore
 
 if TYPE_CHECKING:  # settings (and tomllib) are imported by the commands that use them, not by status
@@ -147,6 +148,8 @@ def resume_plan(
     if cont.get("status") == "running":
         notes.append("recovered a session whose supervisor died (status was still 'running')")
     ckpt_id = _resume_checkpoint(store, ref, cont, force=force, notes=notes)
+    if ckpt_id and (gone := parent_note(store, store.read_checkpoint(ckpt_id))):
+        notes.append(f"resuming from {ckpt_id}; its {gone}")
     stored = dict(cont.get("settings") or {})
     stored["command"] = cont.get("command") or stored.get("command") or []
     settings = build_settings(flags, config_path=store.root / C.CONFIG_FILE, stored=stored)
@@ -361,6 +364,9 @@ def _checkpoint_summary(store: MemoryStore, ckpt_id: str) -> dict[str, Any]:
         "episode_tokens": et,
         "checkpoint_tokens": ct,
         "compression": round(et / ct, 2) if et and ct else None,
+        "parent": ck.get("parent"),
+        # "" while the parent is on disk; else "parent ... pruned by `aether gc`" (or missing).
+        "parent_note": parent_note(store, ck),
     }
 
 

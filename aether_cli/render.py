@@ -310,6 +310,8 @@ def _checkpoint_rows(head: Table, ck: dict[str, Any] | None) -> None:
             f"{ck.get('episode_tokens')} → {ck.get('checkpoint_tokens')} "
             f"tokens ({ck['compression']:.1f}x)",
         )
+    if ck.get("parent_note"):
+        _add(head, "", _text(str(ck["parent_note"]), "dim"))
 
 
 def _status_tasks(tasks: list[dict[str, Any]]) -> list[Any]:
@@ -360,8 +362,8 @@ def checkpoints_view(rows: list[dict[str, Any]]) -> Table:
     return t
 
 
-def checkpoint_view(ck: dict[str, Any]) -> list[Any]:
-    """One checkpoint in readable form."""
+def checkpoint_view(ck: dict[str, Any], parent_note: str = "") -> list[Any]:
+    """One checkpoint in readable form; `parent_note` says what happened to a parent that is gone."""
     out: list[Any] = []
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -381,6 +383,8 @@ def checkpoint_view(ck: dict[str, Any]) -> list[Any]:
         if ck.get(key) not in (None, ""):
             value = ck[key]
             _add(head, key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
+            if key == "parent" and parent_note:
+                _add(head, "", _text(parent_note, "dim"))
     _add(head, "objective", ck.get("objective", ""))
     out.append(head)
     for key in ("progress", "next_actions", "errors"):
@@ -393,3 +397,18 @@ def checkpoint_view(ck: dict[str, Any]) -> list[Any]:
         out.append(Text("tasks", style="bold"))
         out.extend(_text(f"  {t.get('id')} [{t.get('status')}] {t.get('next_action') or ''}") for t in tasks)
     return out
+
+
+def gc_lines(report: dict[str, Any]) -> list[str]:
+    """`aether gc`'s report: one line per checkpoint removed (or that would be), then the totals."""
+    verb = "would remove" if report.get("dry_run") else "removed"
+    lines = [
+        f"{verb} {r['id']} ({r['bytes']} bytes, session {r.get('session_id') or '?'})"
+        for r in report["removed"]
+    ]
+    freed = "would free" if report.get("dry_run") else "freed"
+    lines.append(
+        f"{verb} {len(report['removed'])} checkpoints, kept {report['kept']}; "
+        f"{freed} {report['bytes_freed']} bytes"
+    )
+    return [clean(line) for line in lines]

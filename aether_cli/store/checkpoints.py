@@ -211,3 +211,32 @@ class Checkpoints:
                 os.unlink(self._layout.checkpoint_file(checkpoint_id))
             refresh()
             return checkpoint_id
+
+    def prune(
+        self, doomed: list[str], *, record: Callable[[list[str]], None], refresh: Callable[[], object]
+    ) -> list[tuple[str, int]]:
+        """Delete the checkpoints `doomed` names (never the latest); return (id, bytes) of each removed.
+
+        All under one write lock and one index rebuild. The ids are recorded
+        (`record`) before any file goes, so a crash halfway leaves a record
+        naming a file that is still there (harmless: the index lists as pruned
+        only what is gone), never a removed file nobody recorded.
+        """
+        with self._write_lock.held():
+            latest = self.latest_id()
+            known = set(self.all_ids())
+            targets = [cid for cid in doomed if cid in known and cid != latest]
+            if not targets:
+                return []
+            record(targets)
+            removed: list[tuple[str, int]] = []
+            for cid in targets:
+                path = self._layout.checkpoint_file(cid)
+                try:
+                    size = os.lstat(path).st_size
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+                removed.append((cid, size))
+            refresh()
+            return removed

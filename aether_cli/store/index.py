@@ -8,6 +8,8 @@ Promises:
 - deterministic: no timestamps, and the file is rewritten only when its
   bytes change;
 - redacted: each entry passes through `redact_obj` as it is built;
+- `pruned` lists the checkpoints `aether gc` removed (read from pruned.json,
+  which survives a rebuild), only while their files are gone;
 - one broken file is listed as `"error": "unreadable"` rather than blocking
   the index (and with it every new checkpoint).
 
@@ -30,6 +32,7 @@ from aether_cli.redact import redact_obj
 from aether_cli.store.files import atomic_write, dumps, loads, read_bytes, read_object
 from aether_cli.store.layout import Layout
 from aether_cli.store.lock import WriteLock
+from aether_cli.store.pruned import Pruned
 
 _Stamp = tuple[int, int, int]  # (size, mtime_ns, inode) of a file when its entry was built
 
@@ -129,6 +132,12 @@ class ContextIndex:
             checkpoints = self._entries(_CHECKPOINTS, checkpoint_files, figures)
             tasks = self._entries(_TASKS, layout.task_paths(), figures)
             index = {"checkpoints": checkpoints, "tasks": tasks, "totals": _totals(checkpoints, tasks)}
+            # What gc removed, from the committed record (this index is derived and may be
+            # rebuilt any time); a pruned id whose file is back (a merge) is not listed.
+            on_disk = {cid for cid, _ in checkpoint_files}
+            pruned = sorted(Pruned(layout).read() - on_disk, key=lambda cid: (len(cid), cid))
+            if pruned:
+                index["pruned"] = pruned
             # Entries were redacted as they were built (and cached so); the rest are
             # counts and checkpoint ids.
             self._write_if_changed(dumps(index))

@@ -24,6 +24,7 @@ from aether_cli.store.clock import Clock, iso_utc, utc_now
 from aether_cli.store.continuity import Continuity
 from aether_cli.store.layout import Layout
 from aether_cli.store.lock import RunLock, WriteLock
+from aether_cli.store.pruned import Pruned
 from aether_cli.store.runs import RunFiles
 from aether_cli.store.tasks import Tasks, relative_task_file
 
@@ -59,6 +60,7 @@ class MemoryStore:
         self._index_part: ContextIndex | None = None
         self._project_memory_part: ProjectMemory | None = None
         self._runs = RunFiles(layout, self._clock, self._run_lock)
+        self._pruned = Pruned(layout)
 
     @property
     def _index(self) -> ContextIndex:
@@ -288,6 +290,21 @@ class MemoryStore:
     def drop_checkpoint(self, ref: str, *, force: bool = False) -> str:
         """Delete one checkpoint and return its id. The latest one needs `force` (else UsageError)."""
         return self._checkpoints.drop(ref, refresh=self.update_context_index, force=force)
+
+    def prune_checkpoints(self, doomed: list[str]) -> list[tuple[str, int]]:
+        """Delete these checkpoints (never the latest), recording their ids in pruned.json first.
+
+        Returns (id, bytes) of each file removed; one write lock, one index rebuild."""
+        return self._checkpoints.prune(doomed, record=self._pruned.add, refresh=self.update_context_index)
+
+    def record_pruned(self, pruned: list[str]) -> None:
+        """Add ids to pruned.json (a union; `aether unpack` brings a pack's record)."""
+        with self._write_lock.held():
+            self._pruned.add(pruned)
+
+    def pruned_ids(self) -> set[str]:
+        """The ids pruned.json records as removed by `aether gc` (empty if it is absent or unreadable)."""
+        return self._pruned.read()
 
     # --------------------------------------------------------- project_memory.json
 

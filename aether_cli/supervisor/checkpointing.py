@@ -18,13 +18,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aether_cli import constants as C
 from aether_cli import protocol as P
 from aether_cli.budget import Budget
 from aether_cli.checkpoint import assemble, compression
 from aether_cli.distill import HandoffResult, distill
 from aether_cli.distill_command import distill_prompt, run_distill_command
 from aether_cli.episode_log import EpisodeLog
+from aether_cli.errors import AetherError
 from aether_cli.rehydrate import prompt_budget
+from aether_cli.retention import after_checkpoint, read_policy
 from aether_cli.settings import Settings
 from aether_cli.store import MemoryStore, read_ledger
 from aether_cli.supervisor.run_state import utc_now
@@ -59,6 +62,7 @@ class Checkpointer:
         self.last: dict[str, Any] | None = None
         # The commit the session began at: what the agent changed since is read from git.
         self.start_head = session_start(cwd)
+        self._retention = _RunRetention(store)
 
     def work_started_at(self) -> str | None:
         """The commit the work began at: the parent chain's (recorded once), else this session's."""
@@ -139,6 +143,7 @@ class Checkpointer:
         self._learn(ck, log)
         self.last = ck
         self._report(ck, trigger, budget.used)
+        self._retention.after(self.notice)
         return ck
 
     def _learn(self, ck: dict[str, Any], log: EpisodeLog) -> None:
@@ -240,3 +245,32 @@ class Checkpointer:
                 text = P.counted_text(ev)
                 used += self.counter.count(text) if text else 0
         return log, used, dirty
+
+
+class _RunRetention:
+    """The run's automatic gc (only with a `[retention]` table; see `retention`).
+
+    A bad table or a failing gc warns; neither ever stops the run."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.written = 0
+        self.problem = ""
+        try:
+            self.policy = read_policy(store.root / C.CONFIG_FILE)
+        except AetherError as exc:
+            self.policy, self.problem = None, f"automatic gc is off: {exc}"
+
+    def after(self, notice: Notice) -> None:
+        """Prune after the run's latest checkpoint, if due; say what went."""
+        self.written += 1
+        if self.problem:
+            notice(self.problem, "warn")
+            self.problem = ""
+        try:
+            report = after_checkpoint(self.store, self.policy, self.written)
+        except (AetherError, OSError) as exc:
+            notice(f"automatic gc failed (the run goes on): {exc}", "warn")
+            return
+        if report is not None and report.removed:
+            notice(f"gc: removed {len(report.removed)} old checkpoints ({report.bytes_freed} bytes)", "info")
