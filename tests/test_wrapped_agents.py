@@ -35,7 +35,12 @@ def env(tmp_path: Path) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "claude"
-    fake.write_text(f"#!{sys.executable}\n" + (AGENTS / "fake_claude.py").read_text())
+    # Run by its own path, so that it imports its sibling module (claude_stdin.py).
+    script = AGENTS / "fake_claude.py"
+    fake.write_text(
+        f"#!{sys.executable}\nimport os, sys\n"
+        f"os.execv(sys.executable, [sys.executable, {str(script)!r}, *sys.argv[1:]])\n"
+    )
     fake.chmod(0o755)
     return {**FAST, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
