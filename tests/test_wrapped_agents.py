@@ -35,7 +35,12 @@ def env(tmp_path: Path) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "claude"
-    fake.write_text(f"#!{sys.executable}\n" + (AGENTS / "fake_claude.py").read_text())
+    # Run by its own path, so that it imports its sibling module (claude_stdin.py).
+    script = AGENTS / "fake_claude.py"
+    fake.write_text(
+        f"#!{sys.executable}\nimport os, sys\n"
+        f"os.execv(sys.executable, [sys.executable, {str(script)!r}, *sys.argv[1:]])\n"
+    )
     fake.chmod(0o755)
     return {**FAST, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
@@ -84,9 +89,13 @@ def test_claude_is_relaunched_with_a_rehydrated_prompt_and_nothing_lost(project:
     for ck, prompt in zip(cks, prompts[1:], strict=False):
         assert prompt.startswith("# Resuming"), prompt[:200]
         assert ck["id"] in prompt and "Do the numbered steps" in prompt
-    # The relaunch keeps the user's other flags and puts the prompt where the prompt was.
+    # The relaunch keeps the user's other flags; with the agent handoff (the default) Claude
+    # reads its messages on stdin, so the prompt argument is gone and the prompt was sent.
     argvs = jsonl(project / "argv.jsonl")
-    assert argvs[1][0] == "-p" and argvs[1][2:6] == ["--output-format", "stream-json", "--verbose", "--steps"]
+    assert argvs[1][:5] == ["-p", "--output-format", "stream-json", "--verbose", "--steps"]
+    assert argvs[1][-3:] == ["--input-format", "stream-json", "--replay-user-messages"]
+    sent = [m for m in jsonl(project / "stdin.jsonl") if m["type"] == "user"]
+    assert sent[0]["message"]["content"] == prompts[0]
     # TodoWrite became task files.
     tasks = sorted((project / ".memory" / "task_states").glob("task_todo-*_state.json"))
     assert len(tasks) == 5
@@ -142,12 +151,18 @@ def test_claude_is_stopped_on_a_step_boundary_not_after_a_turns_text(project: Pa
     assert res.returncode == 0, res.stdout + res.stderr
     assert steps(project) == list(range(1, 11)), "no step lost or redone"
     records = [r for p in (project / ".memory" / "runs").glob("*.jsonl") for r in jsonl(p)]
-    stops = 0
+    # The decision to stop is the handoff command (the agent's handoff, the default: the stop
+    # command follows the handoff turn) or, without a handoff, the stop command itself.
+    stops, handing_off = 0, False
     last_event: dict = {}
     for r in records:
         if r.get("kind") == "event":
             last_event = r["event"]
-        elif r.get("kind") == "command" and r.get("command") == "stop" and r.get("reason") == "budget":
+        elif r.get("kind") == "command" and r.get("command") in ("handoff", "stop"):
+            if r["command"] == "stop" and (handing_off or r.get("reason") != "budget"):
+                handing_off = False
+                continue
+            handing_off = r["command"] == "handoff"
             stops += 1
             assert last_event.get("type") == "tool_result", f"stopped right after {last_event}"
     assert stops >= 2
@@ -245,7 +260,8 @@ def test_native_resume_relaunches_through_claudes_own_resume(project: Path, env:
     session = checkpoints(project)[0]["agent"]["session_id"]
     assert "--resume" not in argvs[0]
     assert argvs[1][:2] == ["--resume", session]
-    assert argvs[1][argvs[1].index("-p") + 1].startswith("# Resuming")
+    # Input mode (the agent handoff): the resume prompt is the relaunch's first stdin message.
+    assert "--input-format" in argvs[1] and jsonl(project / "prompts.jsonl")[1].startswith("# Resuming")
 
 
 @pytest.mark.parametrize(
