@@ -104,6 +104,60 @@ def test_claude_is_relaunched_with_a_rehydrated_prompt_and_nothing_lost(project:
     assert status["agent_format"] == "claude" and status["state"] == "done"
 
 
+def handoff_run(project: Path, env: dict, *flags: str) -> tuple[list[dict], list[int], str]:
+    """A 12-step Claude run relaunched at a 24,000-token window; its checkpoints, steps and output."""
+    res = aether(
+        "run", "--context-window", "24000", *[f for f in flags if f.startswith("--handoff=")],
+        "--", *CLAUDE, "--steps", "12", *[f for f in flags if not f.startswith("--handoff=")],
+        env=env,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    return checkpoints(project), steps(project), res.stdout + res.stderr
+
+
+def test_claude_writes_its_own_handoff_and_rules_fill_in(project: Path, env: dict) -> None:
+    cks, done, out = handoff_run(project, env)
+    assert done == list(range(1, 13)), done  # nothing lost, nothing redone
+    relaunch = [c for c in cks if c["trigger"] == "budget"]
+    assert relaunch, out
+    for ck in relaunch:
+        assert (ck["distiller"], ck["sources"]) == ("agent", ["agent", "rules"]), ck["distiller_note"]
+        assert ck["metrics"]["handoff_seconds"] is not None and ck["metrics"]["handoff_tokens"]
+        # The agent's own next step, and what aether saw merged in.
+        assert ck["next_actions"][0].startswith("append step"), ck["next_actions"]
+        assert "steps.txt" in ck["state"]["files_modified"]
+    # The handoff request went on Claude's stdin after an interrupt (or between turns).
+    sent = jsonl(project / "stdin.jsonl")
+    assert any(m["type"] == "user" and "handoff" in m["message"]["content"].lower() for m in sent)
+    status = aether("status", env={"COLUMNS": "200"}).stdout
+    assert "agent+rules" in status or "done" in status
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"), [("garbage", "answer is not JSON"), ("ignore", "answer is not JSON")]
+)
+def test_a_handoff_that_fails_falls_back_to_rules_and_loses_nothing(
+    project: Path, env: dict, answer: str, reason: str
+) -> None:
+    cks, done, out = handoff_run(project, env, "--handoff-answer", answer)
+    assert sorted(set(done)) == list(range(1, 13)), done
+    relaunch = [c for c in cks if c["trigger"] == "budget"]
+    assert relaunch, out
+    for ck in relaunch:
+        assert (ck["distiller"], ck["sources"]) == ("rules", ["rules"])
+        assert f"agent handoff: {reason}" in ck["distiller_note"]
+    assert len(done) - 12 <= len(relaunch), "at most one step redone per relaunch"
+
+
+def test_with_handoff_rules_claude_gets_its_prompt_as_an_argument(project: Path, env: dict) -> None:
+    cks, done, _out = handoff_run(project, env, "--handoff=rules")
+    assert sorted(set(done)) == list(range(1, 13)), done
+    assert all(c["distiller"] == "rules" and "handoff_seconds" not in c["metrics"] for c in cks)
+    argvs = jsonl(project / "argv.jsonl")
+    assert "--input-format" not in argvs[0] and argvs[1][1].startswith("# Resuming")
+    assert not (project / "stdin.jsonl").exists() or not jsonl(project / "stdin.jsonl")
+
+
 def test_a_tool_call_in_flight_finishes_before_the_stop(project: Path, env: dict) -> None:
     # Each step's tool runs 1 s, and the threshold fires on its tool_use line, while it
     # runs. With the safe point it completes and is not redone; nothing is interrupted.
