@@ -18,6 +18,7 @@ import re
 from collections import OrderedDict, deque
 from typing import Any
 
+from aether_cli import constants as C
 from aether_cli import protocol
 from aether_cli.error_book import ErrorBook, Outcome, outcome
 from aether_cli.protocol import (
@@ -59,6 +60,8 @@ MAX_PATH_CHARS = 1024
 MAX_ERRORS = 10
 MAX_ERROR_CHARS = 500
 MAX_LAST_ASSISTANT_CHARS = 2000
+# A plain-text agent's last words: at most this many of its last lines, within the
+# characters a prompt shows of them, so the newest line is never the one cut.
 MAX_TEXT_TAIL_LINES = 5
 MAX_USER_MESSAGES = 20
 MAX_USER_MESSAGE_CHARS = 1000
@@ -161,7 +164,16 @@ class EpisodeLog:
         """The agent's last message, or, from an agent that sent none, its last output lines."""
         if self.last_assistant:
             return self.last_assistant
-        return cap("\n".join(self._text_tail), MAX_LAST_ASSISTANT_CHARS)
+        # Newest first, as many as the prompt shows: its cut keeps the head of the text,
+        # and a head of old lines would tell the agent it stopped earlier than it did.
+        lines: list[str] = []
+        size = 0
+        for line in reversed(self._text_tail):
+            if lines and size + len(line) + 1 > C.LAST_INTENT_CHARS:
+                break
+            lines.append(line)
+            size += len(line) + 1
+        return cap("\n".join(reversed(lines)), MAX_LAST_ASSISTANT_CHARS)
 
     def mark_stopping(self) -> None:
         """Note that aether has begun stopping the agent: a call announced from now on never ran."""
