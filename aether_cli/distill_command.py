@@ -29,13 +29,21 @@ MAX_OUTPUT = 1 << 20
 _FENCE = re.compile(r"```(?:json)?\s*\n(.*?)\n\s*```", re.DOTALL)
 
 
-def distill_prompt(draft: dict[str, Any], *, objective: str, max_tokens: int, memory_dir: Path | None) -> str:
+def distill_prompt(
+    draft: dict[str, Any], *, objective: str, max_tokens: int, memory_dir: Path | None,
+    output_tail: list[str] | None = None,
+) -> str:
     """The distillation prompt for `draft` (the rules-based checkpoint draft), redacted.
 
-    The command is another program, often a hosted model: the draft holds the
-    agent's words and errors verbatim, so nothing secret in them may leave aether.
+    `output_tail`, the last lines the agent printed as plain text (all a text
+    agent says), is added to the draft's JSON when there are any, so a template
+    override written before it existed still passes it on. The command is
+    another program, often a hosted model: the draft holds the agent's words and
+    errors verbatim, so nothing secret in them may leave aether.
     """
     shown = {k: draft.get(k) for k in ("progress", "next_actions", "errors", "tasks", "state")}
+    if output_tail:
+        shown["output_tail"] = output_tail
     return render(
         load_template("distill.md", memory_dir),
         {
