@@ -32,6 +32,9 @@ DEFAULT_CHECKPOINT_TIMEOUT = 10.0
 DEFAULT_MAX_RESTARTS = 5
 DEFAULT_PROMPT_BUDGET_CAP = 2000
 DEFAULT_PROMPT_BUDGET_SHARE = 0.10
+# Characters of the agent's last words a prompt shows (its "Last intent"); a plain-text
+# agent's last lines are chosen to fit it, so its newest line is the one shown.
+LAST_INTENT_CHARS = 300
 
 # Reader bounds: what we keep of one line; the rest is counted, not kept.
 MAX_LINE_BYTES = 1 << 20

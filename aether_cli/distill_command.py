@@ -1,7 +1,8 @@
 """`--distill-command`: ask a model command to distil an episode into a checkpoint.
 
 The command (for example `claude -p` or `llm -m gpt-5`) gets the distillation
-prompt on stdin and must print one JSON object on stdout. Whatever it prints
+prompt on stdin, redacted (it is another program, often a hosted model), and
+must print one JSON object on stdout. Whatever it prints
 is untrusted: the caller validates it like an agent's own checkpoint and falls
 back to rules with the reason. This module only runs the command and extracts
 the JSON; it never raises on what the command does.
@@ -22,17 +23,34 @@ import orjson
 
 from aether_cli.prompt_template import load_template, render
 from aether_cli.protocol import dumps_compact
+from aether_cli.redact import redact_obj, redact_text
 
 MAX_OUTPUT = 1 << 20
 _FENCE = re.compile(r"```(?:json)?\s*\n(.*?)\n\s*```", re.DOTALL)
 
 
-def distill_prompt(draft: dict[str, Any], *, objective: str, max_tokens: int, memory_dir: Path | None) -> str:
-    """The distillation prompt for `draft` (the rules-based checkpoint draft)."""
+def distill_prompt(
+    draft: dict[str, Any], *, objective: str, max_tokens: int, memory_dir: Path | None,
+    output_tail: list[str] | None = None,
+) -> str:
+    """The distillation prompt for `draft` (the rules-based checkpoint draft), redacted.
+
+    `output_tail`, the last lines the agent printed as plain text (all a text
+    agent says), is added to the draft's JSON when there are any, so a template
+    override written before it existed still passes it on. The command is
+    another program, often a hosted model: the draft holds the agent's words and
+    errors verbatim, so nothing secret in them may leave aether.
+    """
     shown = {k: draft.get(k) for k in ("progress", "next_actions", "errors", "tasks", "state")}
+    if output_tail:
+        shown["output_tail"] = output_tail
     return render(
         load_template("distill.md", memory_dir),
-        {"objective": objective, "draft": dumps_compact(shown), "max_tokens": str(max_tokens)},
+        {
+            "objective": redact_text(objective),
+            "draft": dumps_compact(redact_obj(shown)),
+            "max_tokens": str(max_tokens),
+        },
         name="distill.md",
     )
 

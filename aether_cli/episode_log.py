@@ -5,7 +5,9 @@ facts a free-text summary tends to lose: the merged task states, which calls
 never got a result, the exact paths touched (named by file tools or written by
 shell commands), every finished call with its outcome (`work_log.StepLog`),
 the failures no later success cleared (`error_book.ErrorBook`), the agent's
-todo list, what the user asked for and what the agent decided. `EpisodeLog`
+todo list, what the user asked for and what the agent decided, and the last
+lines it printed as plain text (cleaned of escape sequences; `output_tail`
+gives them redacted to a `--distill-command`). `EpisodeLog`
 folds every protocol event into those facts as it arrives and keeps each of
 them capped, so its memory is bounded however long the episode lasts. It
 reads events only: no processes, no files, no token counting.
@@ -18,8 +20,10 @@ import re
 from collections import OrderedDict, deque
 from typing import Any
 
+from aether_cli import constants as C
 from aether_cli import protocol
 from aether_cli.error_book import ErrorBook, Outcome, outcome
+from aether_cli.plain_text import clean
 from aether_cli.protocol import (
     CheckpointEvent,
     Done,
@@ -59,7 +63,14 @@ MAX_PATH_CHARS = 1024
 MAX_ERRORS = 10
 MAX_ERROR_CHARS = 500
 MAX_LAST_ASSISTANT_CHARS = 2000
+# A plain-text agent's last words: at most this many of its last lines, within the
+# characters a prompt shows of them, so the newest line is never the one cut.
 MAX_TEXT_TAIL_LINES = 5
+# The output tail a --distill-command gets: the last lines the agent printed, whichever
+# bound comes first. The log holds MAX_TAIL_LINES lines of at most MAX_TAIL_LINE_CHARS.
+MAX_TAIL_LINES = 200
+MAX_TAIL_BYTES = 16 * 1024
+MAX_TAIL_LINE_CHARS = 2000
 MAX_USER_MESSAGES = 20
 MAX_USER_MESSAGE_CHARS = 1000
 MAX_DECISIONS = 10
@@ -128,8 +139,9 @@ class EpisodeLog:
         self.files_modified: list[str] = []
         self.errors: list[str] = []
         self.last_assistant = ""
-        # A plain-text agent's last output lines: its only words when it sends no messages.
-        self._text_tail: deque[str] = deque(maxlen=MAX_TEXT_TAIL_LINES)
+        # The agent's last plain output lines, cleaned and capped: a text agent's only
+        # words when it sends no messages, and what a distill command works from.
+        self._output: deque[str] = deque(maxlen=MAX_TAIL_LINES)
         self.user_messages: list[str] = []
         self.decisions: list[str] = []
         self._memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -161,7 +173,38 @@ class EpisodeLog:
         """The agent's last message, or, from an agent that sent none, its last output lines."""
         if self.last_assistant:
             return self.last_assistant
-        return cap("\n".join(self._text_tail), MAX_LAST_ASSISTANT_CHARS)
+        # Newest first, as many as the prompt shows: its cut keeps the head of the text,
+        # and a head of old lines would tell the agent it stopped earlier than it did.
+        lines: list[str] = []
+        size = 0
+        for line in reversed(self._output):
+            if len(lines) == MAX_TEXT_TAIL_LINES or (lines and size + len(line) + 1 > C.LAST_INTENT_CHARS):
+                break
+            lines.append(line)
+            size += len(line) + 1
+        return cap("\n".join(reversed(lines)), MAX_LAST_ASSISTANT_CHARS)
+
+    def output_tail(self, max_lines: int = MAX_TAIL_LINES, max_bytes: int = MAX_TAIL_BYTES) -> list[str]:
+        """The last lines the agent printed as plain text, redacted, within `max_lines` and
+        `max_bytes` (UTF-8, newlines counted); oldest first. Empty if it printed none."""
+        # Redacted before it is cut: a private key cut at its header would no longer
+        # look like one. Twice the bytes leaves room for a secret that starts earlier.
+        picked: list[str] = []
+        size = 0
+        for line in reversed(self._output):
+            if len(picked) == max_lines or size > 2 * max_bytes:
+                break
+            picked.append(line)
+            size += len(line) + 1
+        lines = redact_text("\n".join(reversed(picked))).split("\n") if picked else []
+        tail: list[str] = []
+        size = 0
+        for line in reversed(lines):
+            size += len(line.encode("utf-8", "replace")) + (1 if tail else 0)
+            if len(tail) == max_lines or size > max_bytes:
+                break
+            tail.append(line)
+        return tail[::-1]
 
     def mark_stopping(self) -> None:
         """Note that aether has begun stopping the agent: a call announced from now on never ran."""
@@ -218,12 +261,19 @@ class EpisodeLog:
             self.agent_checkpoint = ev.state
         elif isinstance(ev, Done):
             self.done = ev
-        elif isinstance(ev, Text) and ev.text.strip():
-            self._text_tail.append(cap(ev.text.strip(), MAX_LAST_ASSISTANT_CHARS))
+        elif isinstance(ev, Text):
+            self._text(ev.text)
         elif isinstance(ev, Log) and ev.level.lower() in _ERROR_LEVELS and ev.text:
             _push_unique(self.errors, cap(ev.text, MAX_ERROR_CHARS), MAX_ERRORS)
             _push_unique(self.other_errors, cap(ev.text, MAX_ERROR_CHARS), MAX_ERRORS)
-        # hello, usage, text, unknown and invalid events carry nothing to distil.
+        # hello, usage, unknown and invalid events carry nothing to distil.
+
+    def _text(self, text: str) -> None:
+        # Escape sequences go first: a colour code or a retitled window is no word of the
+        # agent's, and whoever reads these lines later (a model, a prompt) must not get them.
+        line = clean(text).strip()
+        if line:
+            self._output.append(cap(line, MAX_TAIL_LINE_CHARS))
 
     def _tool_call(self, ev: ToolCall) -> None:
         self.tool_calls += 1

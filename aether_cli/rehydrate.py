@@ -75,7 +75,7 @@ _REHYDRATE_STEPS = (
     Step("interrupted", 0, "interrupted_calls:{k}"),
     Step("resume", 0, "resume_instructions:standard text used"),
 )
-LAST_INTENT_CHARS = 300
+LAST_INTENT_CHARS = C.LAST_INTENT_CHARS
 MAX_DONE_SHOWN = 10
 TODO_PREFIX = "todo-"  # the ids adapters give the items of an agent's todo list
 # Next actions the rules wrote for an open call: the call is then not listed twice.

@@ -6,14 +6,13 @@ honoured by Rich itself. Nothing here decides anything: it only shows what
 the supervisor and the commands hand it.
 
 Everything of the agent's (its text, stderr, events, and the stored memory it
-wrote) passes `clean` before it is printed: an agent's `\033[2J` must not clear
-the user's screen, retitle the window or move the cursor. Rich itself lets
-escape sequences through.
+wrote) passes `plain_text.clean` before it is printed: an agent's `\033[2J`
+must not clear the user's screen, retitle the window or move the cursor. Rich
+itself lets escape sequences through.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +22,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from aether_cli.plain_text import clean
+
 if TYPE_CHECKING:  # the live view's imports are done by TerminalReporter: `status` needs neither
     from rich.live import Live
 
@@ -30,27 +31,6 @@ if TYPE_CHECKING:  # the live view's imports are done by TerminalReporter: `stat
 
 STYLES = {"info": "cyan", "ok": "green", "warn": "yellow", "error": "bold red"}
 MAX_SHOWN = 240
-
-# Terminal escape sequences, 7-bit and 8-bit: CSI (cursor, colour, clear), OSC (window title,
-# hyperlinks, clipboard) and the string ones (DCS, SOS, PM, APC) up to their terminator or the
-# end of the text, and any other ESC with the bytes that belong to it.
-_ESCAPE = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
-    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*(?:\x1b\\|\x9c)?"
-    r"|\x1b[ -/]*[0-~]?"
-)
-# Other control characters: C0 but tab and newline, DEL, C1, and the bidirectional overrides
-# and isolates that make text read other than it is.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def clean(text: str) -> str:
-    """`text` without control characters and escape sequences; ordinary text, tabs and
-    newlines are kept (a CRLF becomes a newline)."""
-    if not _CONTROL.search(text):
-        return text
-    return _CONTROL.sub("", _ESCAPE.sub("", text.replace("\r\n", "\n")))
 
 
 def make_console(file: TextIO | None = None, *, stderr: bool = False) -> Console:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from corpus import expand, leftovers
 from helpers import aether, read_json
 
 from aether_cli.distill import CommandDistiller, distill
@@ -188,3 +189,14 @@ def test_a_run_with_a_distill_command_writes_command_checkpoints(project: Path, 
     assert cks[0]["next_actions"][0].startswith("print line ")
     prompt = (project / ".memory" / "runs" / "start.prompt").read_text()
     assert cks[0]["next_actions"][0] in prompt  # episode 2 started from the first checkpoint
+
+
+def test_nothing_secret_in_the_draft_reaches_the_command() -> None:
+    # The draft quotes the agent's words and errors verbatim; the command is another program.
+    case = expand("export GITHUB_TOKEN=⟦ghs_{alnum:36}⟧", "aether-distill-draft")
+    draft = distill_episode()
+    draft["state"]["last_message"] = f"set {case.text}"
+    draft["errors"] = [f"auth failed for {case.text}"]
+    prompt = distill_prompt(draft, objective=f"Port the tests ({case.text})", max_tokens=900, memory_dir=None)
+    assert not leftovers(prompt, case.secrets)
+    assert "[REDACTED" in prompt and "tests/test_a.py" in prompt

@@ -26,6 +26,7 @@ from aether_cli.distill import HandoffResult, distill
 from aether_cli.distill_command import distill_prompt, run_distill_command
 from aether_cli.episode_log import EpisodeLog
 from aether_cli.errors import AetherError
+from aether_cli.redact import redact_obj
 from aether_cli.rehydrate import prompt_budget
 from aether_cli.retention import after_checkpoint, read_policy
 from aether_cli.settings import Settings
@@ -122,7 +123,7 @@ class Checkpointer:
             constraints=list(s.constraints),
             note=note,
             prefer_agent=prefer_agent,
-            command=self._command_distiller(max_tokens) if s.distill_command else None,
+            command=self._command_distiller(max_tokens, log) if s.distill_command else None,
             workspace_changes=changed_files(self.cwd, start),
             workdir=str(self.cwd),
             handoff=handoff,
@@ -183,20 +184,25 @@ class Checkpointer:
             "ok",
         )
 
-    def _command_distiller(self, max_tokens: int) -> Any:
-        """The --distill-command callback for distill(): prompt in, JSON state out."""
+    def _command_distiller(self, max_tokens: int, log: EpisodeLog) -> Any:
+        """The --distill-command callback for distill(): the draft and the output tail in, JSON state out."""
         s = self.settings
         command = s.distill_command
         assert command is not None
 
         def ask(draft: dict[str, Any]) -> tuple[Any, str | None]:
             prompt = distill_prompt(
-                draft, objective=s.objective, max_tokens=max_tokens, memory_dir=self.store.root
+                draft, objective=s.objective, max_tokens=max_tokens, memory_dir=self.store.root,
+                output_tail=log.output_tail(),
             )
             self.notice(f"asking the distill command: {command}", "info")
             answer, failure = run_distill_command(command, prompt, timeout=s.distill_timeout, cwd=self.cwd)
-            self.record("distill_command", ok=failure is None, reason=failure or "")
-            return answer, failure
+            # Redacted here already, like the agent's own handoff: a secret the model
+            # repeats must not depend on the store remembering to redact it.
+            redacted = redact_obj(answer)
+            extra = {"redacted": True} if redacted != answer else {}
+            self.record("distill_command", ok=failure is None, reason=failure or "", **extra)
+            return redacted, failure
 
         return ask
 
