@@ -84,13 +84,15 @@ def openai(workdir: Path, log_path: Path) -> Iterator[int]:
         yield port
 
 
-def anthropic_body(n_messages: int = 1, *, stream: bool = True, tools: bool = True) -> dict[str, Any]:
+def anthropic_body(
+    n_messages: int = 1, *, stream: bool = True, tools: bool = True, prompt: str = "Do the   steps task"
+) -> dict[str, Any]:
     messages: list[dict[str, Any]] = [
         {
             "role": "user",
             "content": [
                 {"type": "text", "text": "<system-reminder>\ncontext\n</system-reminder>\n"},
-                {"type": "text", "text": "Do the   steps task"},
+                {"type": "text", "text": prompt},
             ],
         }
     ]
@@ -117,9 +119,9 @@ def openai_body(n_items: int = 1, *, stream: bool = True, tools: list[dict[str, 
     return {"model": "gpt-test", "input": items[:n_items], "stream": stream, "tools": tools or [EXEC_TOOL]}
 
 
-def anthropic_turn(port: int, n_messages: int = 1) -> dict[str, Any]:
+def anthropic_turn(port: int, n_messages: int = 1, body: dict[str, Any] | None = None) -> dict[str, Any]:
     """One streamed turn, folded back into a message the way a client would build it."""
-    status, payload, ctype = call(port, "/v1/messages?beta=true", anthropic_body(n_messages))
+    status, payload, ctype = call(port, "/v1/messages?beta=true", body or anthropic_body(n_messages))
     assert status == 200 and ctype.startswith("text/event-stream")
     events = sse(payload)
     names = [name for name, _ in events]
@@ -147,9 +149,11 @@ def anthropic_turn(port: int, n_messages: int = 1) -> dict[str, Any]:
     return message
 
 
-def openai_turn(port: int, n_items: int = 2, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def openai_turn(
+    port: int, n_items: int = 2, tools: list[dict[str, Any]] | None = None, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One streamed turn: the completed response, checked against the streamed items and deltas."""
-    status, payload, ctype = call(port, "/v1/responses", openai_body(n_items, tools=tools))
+    status, payload, ctype = call(port, "/v1/responses", body or openai_body(n_items, tools=tools))
     assert status == 200 and ctype.startswith("text/event-stream")
     events = sse(payload)
     names = [name for name, _ in events]
@@ -190,8 +194,8 @@ def test_anthropic_usage_is_split_and_grows_with_messages(anthropic: int) -> Non
 
 
 def test_anthropic_not_streaming_answers_one_json_message(anthropic: int, workdir: Path) -> None:
-    (workdir / STEPS_FILE).write_text("step 1\nstep 2\nstep 3\n")
-    status, payload, ctype = call(anthropic, "/v1/messages", anthropic_body(stream=False))
+    body = anthropic_body(stream=False, prompt="Steps 1 to 3 are done.")
+    status, payload, ctype = call(anthropic, "/v1/messages", body)
     assert status == 200 and ctype == "application/json"
     message = json.loads(payload)
     assert message["type"] == "message" and message["stop_reason"] == "end_turn"
@@ -274,40 +278,92 @@ def test_openai_log_skips_injected_context(openai: int, log_path: Path) -> None:
 # ------------------------------------------------------------------ both
 
 
-def _next_action(kind: str, port: int, n: int) -> tuple[str | None, str]:
-    """(the bash command to run or None, the text) of the next turn, through either API."""
-    if kind == "anthropic":
-        message = anthropic_turn(port, n)
-        tools = [b for b in message["content"] if b["type"] == "tool_use"]
-        return (tools[0]["input"]["command"] if tools else None), message["content"][0]["text"]
-    response = openai_turn(port, n)
-    calls = [i for i in response["output"] if i["type"] == "function_call"]
-    text = response["output"][0]["content"][0]["text"]
-    return (json.loads(calls[0]["arguments"])["cmd"] if calls else None), text
+class Client:
+    """A client of either API that keeps its conversation: the prompt, each turn, each command's result."""
+
+    def __init__(self, kind: str, port: int, prompt: str) -> None:
+        self.kind, self.port = kind, port
+        self.history: list[dict[str, Any]] = (
+            anthropic_body(prompt=prompt)["messages"]
+            if kind == "anthropic"
+            else [*openai_body(2)["input"][:1], {"role": "user", "content": prompt}]
+        )
+        self.call_id = ""
+
+    def next_action(self) -> tuple[str | None, str]:
+        """(the bash command to run or None, the text) of the next turn, added to the conversation."""
+        if self.kind == "anthropic":
+            body = {"model": "claude-test", "max_tokens": 100, "messages": self.history, "stream": True,
+                    "tools": [BASH_TOOL]}
+            message = anthropic_turn(self.port, body=body)
+            self.history.append({"role": "assistant", "content": message["content"]})
+            tools = [b for b in message["content"] if b["type"] == "tool_use"]
+            self.call_id = tools[0]["id"] if tools else ""
+            return (tools[0]["input"]["command"] if tools else None), message["content"][0]["text"]
+        body = {"model": "gpt-test", "input": self.history, "stream": True, "tools": [EXEC_TOOL]}
+        response = openai_turn(self.port, body=body)
+        self.history += response["output"]
+        calls = [i for i in response["output"] if i["type"] == "function_call"]
+        self.call_id = calls[0]["call_id"] if calls else ""
+        text = response["output"][0]["content"][0]["text"]
+        return (json.loads(calls[0]["arguments"])["cmd"] if calls else None), text
+
+    def result(self, exit_code: int) -> None:
+        """Tell the model how its last command ended, as each client does."""
+        self._answer(f"Process exited with code {exit_code}\nOutput:\n", exit_code != 0)
+
+    def cut(self) -> None:
+        """Tell the model its last command was stopped, as each client does (Codex: "aborted")."""
+        if self.kind == "anthropic":
+            self._answer("The user doesn't want to proceed with this tool use.", True)
+        else:
+            self._answer("aborted", True)
+
+    def _answer(self, output: str, is_error: bool) -> None:
+        if self.kind == "anthropic":
+            block = {"type": "tool_result", "tool_use_id": self.call_id, "content": output}
+            block["is_error"] = is_error
+            self.history.append({"role": "user", "content": [block]})
+        else:
+            self.history.append({"type": "function_call_output", "call_id": self.call_id, "output": output})
+
+
+def _next_action(kind: str, port: int, prompt: str = "Do the steps task") -> tuple[str | None, str]:
+    """(the bash command or None, the text) of the first turn of a conversation opened by `prompt`."""
+    return Client(kind, port, prompt).next_action()
 
 
 @pytest.mark.parametrize("kind", ["anthropic", "openai"])
 def test_a_client_running_the_tool_calls_finishes_the_task(
     kind: str, request_server: int, workdir: Path
 ) -> None:
-    n = 2
+    client = Client(kind, request_server, "Append steps 1 to 3 to steps.txt.")
     for _ in range(10):
-        command, text = _next_action(kind, request_server, n)
+        command, text = client.next_action()
         if command is None:
             break
-        subprocess.run(["bash", "-c", command], cwd=workdir, check=True, timeout=10)
-        n += 2
+        client.result(subprocess.run(["bash", "-c", command], cwd=workdir, timeout=10).returncode)
     assert text == "All 3 steps done."
     assert (workdir / STEPS_FILE).read_text() == "step 1\nstep 2\nstep 3\n"
 
 
 @pytest.mark.parametrize("kind", ["anthropic", "openai"])
-def test_the_step_follows_the_workdir_not_the_conversation(
+def test_a_command_cut_off_is_taken_again(kind: str, request_server: int) -> None:
+    client = Client(kind, request_server, "Append steps 1 to 3 to steps.txt.")
+    assert client.next_action()[0] == f'echo "step 1" >> {STEPS_FILE}'
+    client.cut()
+    assert client.next_action()[0] == f'echo "step 1" >> {STEPS_FILE}'
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+def test_the_step_follows_the_prompt_not_the_workdir(
     kind: str, request_server: int, workdir: Path
 ) -> None:
+    # The workdir says two steps are done; a fresh conversation knows only what its prompt says.
     (workdir / STEPS_FILE).write_text("step 1\nstep 2\n")
-    command, _ = _next_action(kind, request_server, 2)  # a fresh, short conversation
-    assert command == f'echo "step 3" >> {STEPS_FILE}'
+    assert _next_action(kind, request_server)[0] == f'echo "step 1" >> {STEPS_FILE}'
+    said = "Steps 1 to 2 are done; step 3 was interrupted before its result came back."
+    assert _next_action(kind, request_server, said)[0] == f'echo "step 3" >> {STEPS_FILE}'
 
 
 BAD_BODIES = [
@@ -332,7 +388,7 @@ def test_bad_requests_get_a_json_400_and_the_server_lives_on(
     assert error["type"] == "invalid_request_error" and error["message"]
     if says:
         assert says in error["message"]
-    assert _next_action(kind, request_server, 2)[0] is not None
+    assert _next_action(kind, request_server)[0] is not None
 
 
 @pytest.mark.parametrize("kind", ["anthropic", "openai"])

@@ -36,7 +36,8 @@ if __package__ in (None, ""):  # run as a script: make the `fakes` package impor
 
 from fakes.base import BadRequest, FakeHandler, FakeServer, main, split_in_two
 from fakes.base import start_server as _start
-from fakes.scenario import Turn, clean_text
+from fakes.reading import Reading, read_text
+from fakes.scenario import Turn, clean_text, without_reminders
 
 SIDE_TEXT = "Steps task"
 TOOL_NAME = "Bash"
@@ -158,6 +159,24 @@ def handoff_answer(messages: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def what_it_knows(messages: list[dict[str, Any]]) -> Reading:
+    """What the model knows of the steps: its prompt (and any later words of the user) read as prose,
+    and the outcome of each command it ran in this conversation (a cut or failed one is not done)."""
+    reading = Reading()
+    for msg in messages:
+        if msg.get("role") == "user":
+            for text in _texts(msg.get("content")):
+                reading = reading.add(read_text(without_reminders(text)))
+    calls, results = _calls_and_results(messages)
+    for cid, command in calls:
+        match = _STEP_IN_COMMAND.search(command)
+        if match:
+            result = results.get(cid)
+            ok = result is not None and not result[0] and not _STOPPED.search(result[1])
+            (reading.done if ok else reading.not_done).add(int(match.group(1)))
+    return reading
+
+
 def first_user_raw(messages: list[dict[str, Any]]) -> str:
     """The text of the first user message that has text (tool results are not the user's words)."""
     for msg in messages:
@@ -166,6 +185,17 @@ def first_user_raw(messages: list[dict[str, Any]]) -> str:
             if texts:
                 return " ".join(texts)
     return ""
+
+
+def opening_prompt(messages: list[dict[str, Any]]) -> dict[str, str]:
+    """`{"prompt": text}` with the whole prompt, on the request that opens a conversation; else `{}`.
+
+    Logged once per conversation (not per turn), so a check can read or count every prompt an
+    agent was started with without the log growing by a prompt per step.
+    """
+    if any(m.get("role") == "assistant" for m in messages):
+        return {}
+    return {"prompt": without_reminders(first_user_raw(messages))}
 
 
 def _tool_names(body: dict[str, Any]) -> list[str]:
@@ -231,7 +261,7 @@ class AnthropicHandler(FakeHandler):
             turn = Turn("final", 0, "", json.dumps(handoff_answer(messages)))
             kind = "handoff"
         else:
-            turn = self._slowed(scenario.next_turn())
+            turn = self._slowed(scenario.turn(what_it_knows(messages).next_step()))
             kind = turn.kind
             if self.behaviour.reply_delay:
                 time.sleep(self.behaviour.reply_delay)
@@ -246,6 +276,7 @@ class AnthropicHandler(FakeHandler):
                 "model": body["model"],
                 "tools": len(tools),
                 "first_user": first_user_text(messages),
+                **opening_prompt(messages),
             }
         )
         blocks = self._blocks(turn)

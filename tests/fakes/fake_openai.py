@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the `fakes` package impor
 
 from fakes.base import BadRequest, FakeHandler, FakeServer, main, split_in_two
 from fakes.base import start_server as _start
+from fakes.reading import Reading, read_text
 from fakes.scenario import Turn, clean_text
 
 # The shell tools Codex builds have offered, best first, with how each takes its command.
@@ -179,6 +180,50 @@ def conversation_steps(items: list[Any]) -> tuple[list[int], list[str], list[int
     return done, failed, unverified
 
 
+def what_it_knows(items: list[Any]) -> Reading:
+    """What the model knows of the steps: the user's messages read as prose (Codex's injected
+    context aside), and the outcome of each command it ran in this conversation: exit code 0 is
+    done; a failure, or a call answered without an exit code ("aborted") or not at all, is not."""
+    reading = Reading()
+    commands: dict[str, int] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if item.get("role") == "user":
+            text = _item_text(item).strip()
+            if text and not text.startswith(WRAPPERS):
+                reading = reading.add(read_text(text))
+        elif item.get("type") in ("function_call", "local_shell_call"):
+            step = _STEP_COMMAND.search(_call_command(item))
+            if step:
+                commands[str(item.get("call_id"))] = int(step.group(1))
+                reading.not_done.add(int(step.group(1)))
+        elif item.get("type") in _OUTPUTS:
+            step_n = commands.get(str(item.get("call_id")))
+            if step_n is not None and _exit_code(_output_text(item)) == 0:
+                reading.done.add(step_n)
+    return reading
+
+
+def opening_prompt(items: list[Any]) -> dict[str, str]:
+    """`{"prompt": text}` with the whole prompt, on the request that opens a conversation; else `{}`."""
+    answered = (i for i in items if isinstance(i, dict))
+    if any(i.get("role") == "assistant" or i.get("type") in _OUTPUTS for i in answered):
+        return {}
+    text = first_user_raw(items)
+    return {"prompt": text} if text else {}
+
+
+def first_user_raw(items: list[Any]) -> str:
+    """The first user message that is the prompt, not Codex's injected context, whole."""
+    for item in items:
+        if isinstance(item, dict) and item.get("role") == "user":
+            text = _item_text(item).strip()
+            if text and not text.startswith(WRAPPERS):
+                return text
+    return ""
+
+
 def is_handoff_request(items: list[Any]) -> bool:
     """Whether the latest message is the user asking for the state as JSON."""
     last = items[-1] if items else None
@@ -265,7 +310,7 @@ class OpenAIHandler(FakeHandler):
             turn = Turn("final", 0, "", "I need a shell tool for this task.")
             kind = "no_shell"
         else:
-            turn = scenario.next_turn()
+            turn = scenario.turn(what_it_knows(items).next_step())
             kind = turn.kind
         total = scenario.context_tokens(len(items))
         output = [_message_item(turn.text)]
@@ -285,6 +330,7 @@ class OpenAIHandler(FakeHandler):
                 "first_user": first_user_text(items),
                 "handoff_request": is_handoff_request(items),
                 "output_tokens": out_tokens,
+                **opening_prompt(items),
             }
         )
         usage = {

@@ -1,10 +1,12 @@
 """The scripted task both fake model servers play, and their request log.
 
 The task: append the line `step K` to steps.txt in the workdir, for K = 1..N, one Bash tool
-call per model turn, then answer "All N steps done.". The next step is read from the workdir
-(how many lines steps.txt has), never from the conversation, so an agent relaunched with a
-fresh conversation carries on where the file says. Stdlib only: the fakes must run with any
-Python, without the project's dependencies.
+call per model turn, then answer "All N steps done.". The step to take is decided only from
+the text the model was sent (its prompt and its own conversation, read as prose by
+`fakes.reading`), never from the workdir: an agent relaunched with a fresh conversation carries
+on where its prompt says, so a prompt that misstates the progress shows up in steps.txt as a
+step lost or done twice. Stdlib only: the fakes must run with any Python, without the
+project's dependencies.
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ class Turn:
 
 @dataclass(frozen=True)
 class Scenario:
-    """The scripted model: N steps in `workdir`, and a context size that grows with the conversation."""
+    """The scripted model: N steps, and a context size that grows with the conversation.
+
+    `workdir` is where the agent runs the commands; the model never reads it.
+    """
 
     workdir: Path
     steps: int = 3
@@ -44,20 +49,10 @@ class Scenario:
     # Lines of filler each step's command also prints, so the agent's stream grows.
     step_output: int = 0
 
-    def done_count(self) -> int:
-        """How many steps the workdir shows as done (lines in steps.txt)."""
-        try:
-            text = (self.workdir / STEPS_FILE).read_text(errors="replace")
-        except FileNotFoundError:
-            return 0
-        return sum(1 for line in text.splitlines() if line.strip())
-
-    def next_turn(self) -> Turn:
-        """The answer to the current request, decided by the workdir alone."""
-        done = self.done_count()
-        if done >= self.steps:
+    def turn(self, step: int) -> Turn:
+        """The answer that takes `step`: its tool call, or the final text once every step is done."""
+        if step > self.steps:
             return Turn("final", self.steps, "", f"All {self.steps} steps done.")
-        step = done + 1
         filler = f"; seq 1 {self.step_output}" if self.step_output else ""
         return Turn(
             "tool",
@@ -71,12 +66,9 @@ class Scenario:
         return self.base_tokens + self.tokens_per_turn * max(0, n_messages)
 
 
-def task_prompt(steps: int) -> str:
-    """A prompt describing the scripted task (the fakes ignore it; it reads well in transcripts)."""
-    return (
-        f'Work through steps 1..{steps}: for each step K append the line "step K" to '
-        f"{STEPS_FILE} in the working directory with one Bash command, then say you are done."
-    )
+def without_reminders(text: str) -> str:
+    """`text` without Claude Code's system reminders, its lines kept (a prompt as the model reads it)."""
+    return _REMINDER.sub("", text).strip()
 
 
 def clean_text(text: str, limit: int = LOG_TEXT_LIMIT) -> str:
