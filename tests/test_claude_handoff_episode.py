@@ -171,3 +171,19 @@ def test_events_during_the_handoff_are_logged_as_work(tmp_path: Path) -> None:
     h.say({"type": "tool_call", "id": "t9", "name": "Bash", "input": {"command": "echo 9 >> steps.txt"}})
     h.say({"type": "tool_result", "id": "t9", "output": ""})
     assert h.ep.log.tool_calls == 2 and "echo 9" in str(h.ep.log.recent_calls)
+
+
+def test_a_call_announced_before_the_interrupt_took_effect_may_have_run(tmp_path: Path) -> None:
+    # Claude had sent its next request when the interrupt went out; the model's tool_use came
+    # back and the command started before the interrupt was acknowledged (seen with the fake
+    # server: step 25 ran, and the prompt called it "announced, never run").
+    h = claude(tmp_path)
+    at_the_boundary(h)
+    interrupt_id = h.child.sent[-1]["request_id"]
+    h.say({"type": "tool_call", "id": "t9", "name": "Bash", "input": {"command": "echo 9 >> steps.txt"}})
+    h.ep.take("events", ([Ack({}, what="interrupt", id=interrupt_id, ok=True)], [0], 0))
+    h.say({"type": "tool_call", "id": "t10", "name": "Bash", "input": {"command": "echo 10 >> steps.txt"}})
+    turn_end(h, TURN_INTERRUPTED)
+    h.tick()
+    assert [c.id for c in h.ep.log.interrupted_calls] == ["t9"], "started before the cut: may have run"
+    assert "t10" in h.ep.log.open_calls and "t10" not in [c.id for c in h.ep.log.interrupted_calls]

@@ -64,6 +64,9 @@ class ClaudeHandoff:
         self._deadline = 0.0
         self._interrupt_id = ""
         self._answer: tuple[dict[str, Any] | None, str, int | None] | None = None
+        # The running turn is cut (the interrupt acknowledged, or no turn ran): a call Claude
+        # announces from then on never runs. One announced before may have started.
+        self.cut = False
 
     def start(self, now: float, *, turn_running: bool) -> None:
         """Begin: cut the running turn first, or, between turns, ask at once."""
@@ -73,6 +76,7 @@ class ClaudeHandoff:
             self._send(line)
             self.stage = Stage.INTERRUPTING
         else:
+            self.cut = True
             self._ask()
 
     def _ask(self) -> None:
@@ -84,8 +88,10 @@ class ClaudeHandoff:
         if self.stage is Stage.INTERRUPTING:
             # The cut turn's result (or a turn that ended on its own meanwhile); or the
             # interrupt refused because no turn was running after all: no result will come.
-            refused = isinstance(ev, Ack) and ev.id == self._interrupt_id and not ev.ok
-            if isinstance(ev, TurnEnd) or refused:
+            ack = ev if isinstance(ev, Ack) and ev.id == self._interrupt_id else None
+            if ack is not None or isinstance(ev, TurnEnd):
+                self.cut = True
+            if isinstance(ev, TurnEnd) or (ack is not None and not ack.ok):
                 self._ask()
         elif self.stage is Stage.ASKING and isinstance(ev, TurnEnd) and ev.phase == TURN_HANDOFF:
             state, reason = parse_handoff(ev.text, max_tokens=self._max_tokens, count=self._count)

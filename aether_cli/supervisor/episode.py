@@ -212,6 +212,10 @@ class Episode:
             self.follower.step_completed()
         if self.phase is Phase.HANDOFF and self.handoff is not None:
             self.handoff.event(ev)
+            if self.handoff.cut:
+                # A call Claude announced before its turn was cut may have started (the
+                # interrupt takes a moment): only one announced after it never ran.
+                self.log.mark_stopping()
         self.ui.event(ev)
         self._count(ev, counted + (estimate_bytes(dropped) if dropped else 0))
 
@@ -403,11 +407,11 @@ class Episode:
             self.record("settle_timeout", calls=[])
         if settled and self._may_hand_off():
             assert self.handoff is not None
-            # Calls Claude announces from now on are cut by the interrupt: never run.
-            self.log.mark_stopping()
             self.phase = Phase.HANDOFF
             self._last_intent = self.log.last_assistant
             self.handoff.start(now, turn_running=self.position.turn_open)
+            if self.handoff.cut:
+                self.log.mark_stopping()
             self.record("command", command="handoff", turn_running=self.position.turn_open)
             return
         # An agent that cannot read the stop command gets SIGTERM at once; so does Claude
@@ -489,6 +493,12 @@ class Episode:
             status = self.child.wait(0.02)
         if status is not None:
             self.status, self.exited_at = status, now
+
+    @property
+    def racing(self) -> bool:
+        """A stop waits for the agent's own record of a completed step (Codex's rollout file),
+        and the agent's next step may start moments later: the machine should advance often."""
+        return self.phase is Phase.SAFE_POINT and self.follower is not None and self.position.at_boundary
 
     # ------------------------------------------------------------ the ending
 

@@ -47,6 +47,9 @@ from aether_cli.supervisor.streams import Streams
 from aether_cli.tokens import TokenCounter
 
 TICK = 0.1
+# While a stop waits for Codex to record a completed step, its next model response may
+# come ~30 ms later: the rollout file is looked at this often then, so the stop lands between.
+FAST_TICK = 0.005
 # Paths remembered to tell a new file from one written before (bounds memory on a long run).
 MAX_FILES_SEEN = 10_000
 HEARTBEAT_EVERY = 0.5
@@ -282,7 +285,7 @@ class Session:
         """Feed the episode what the child says until it ends."""
         try:
             while True:
-                item = self.streams.get(TICK)
+                item = self.streams.get(FAST_TICK if ep.racing else TICK)
                 if item is not None and item[1] == ep.gen:
                     ep.take(item[0], item[2])
                 now = self.clock()
