@@ -34,7 +34,12 @@ _REF_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 class GitError(Exception):
-    """A git command failed, timed out or could not be started; the message is one line."""
+    """A git command failed, timed out or could not be started; the message is one line,
+    `detail` all git said on stderr."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 def git(
@@ -66,7 +71,8 @@ def git(
     if res.returncode != 0:
         err = res.stderr.decode("utf-8", "replace").strip().splitlines()
         first = next((ln for ln in err if ln.startswith(("fatal:", "error:"))), err[0] if err else "")
-        raise GitError(f"`git {args[0]}` failed: {first or f'exit {res.returncode}'}")
+        message = f"`git {args[0]}` failed: {first or f'exit {res.returncode}'}"
+        raise GitError(message, "\n".join(err))
     return res.stdout.decode("utf-8", "surrogateescape").removesuffix("\n")
 
 

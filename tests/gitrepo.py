@@ -36,10 +36,23 @@ def init_repo(path: Path, *, identity: bool = True) -> Path:
         git(path, "config", "user.email", "tess@example.com")
     (path / "README").write_text("hello\n")
     git(path, "add", "README")
-    env = {} if identity else {"GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@y", "GIT_COMMITTER_NAME": "x",
-                               "GIT_COMMITTER_EMAIL": "x@y"}
-    subprocess.run(["git", "commit", "-q", "-m", "init"], cwd=path, check=True,
-                   env={**os.environ, **GIT_ENV, **env}, capture_output=True)
+    env = (
+        {}
+        if identity
+        else {
+            "GIT_AUTHOR_NAME": "x",
+            "GIT_AUTHOR_EMAIL": "x@y",
+            "GIT_COMMITTER_NAME": "x",
+            "GIT_COMMITTER_EMAIL": "x@y",
+        }
+    )
+    subprocess.run(
+        ["git", "commit", "-q", "-m", "init"],
+        cwd=path,
+        check=True,
+        env={**os.environ, **GIT_ENV, **env},
+        capture_output=True,
+    )
     return path
 
 

@@ -44,8 +44,13 @@ def committer(project: Path, notes: Notes, **kw: object) -> MemoryGit:
 
 
 def commit(g: MemoryGit, trigger: str = "budget", **kw: object):  # type: ignore[no-untyped-def]
-    args = {"session": "s_1", "episode": 1, "trigger": trigger, "checkpoint": "chk_000001_abcdef12",
-            "progress": "read 5 files\x1b[31m of 20"}
+    args = {
+        "session": "s_1",
+        "episode": 1,
+        "trigger": trigger,
+        "checkpoint": "chk_000001_abcdef12",
+        "progress": "read 5 files\x1b[31m of 20",
+    }
     args.update(kw)
     return g.commit(**args)  # type: ignore[arg-type]
 
@@ -64,8 +69,12 @@ def test_commits_land_on_the_session_ref_and_leave_the_user_alone(project: Path)
     text = git(project, "log", "-1", "--format=%B", "refs/aether/s_1")
     assert text.splitlines()[0] == "aether: checkpoint chk_000001_abcdef12, session s_1 episode 1"
     assert "read 5 files [31m of 20" in text and "\x1b" not in text
-    for trailer in ("Aether-Session: s_1", "Aether-Episode: 1", "Aether-Trigger: budget",
-                    "Aether-Checkpoint: chk_000001_abcdef12"):
+    for trailer in (
+        "Aether-Session: s_1",
+        "Aether-Episode: 1",
+        "Aether-Trigger: budget",
+        "Aether-Checkpoint: chk_000001_abcdef12",
+    ):
         assert trailer in text
     # Nothing changed: no commit. A change: a commit on top of the first one.
     assert commit(g) is None
@@ -166,8 +175,13 @@ def test_a_failing_git_warns_once_and_never_raises(project: Path, monkeypatch: p
     notes.clear()
     g = committer(project, notes)
     assert commit(g) is None and commit(g) is None
-    assert notes == [("warn", "could not commit .memory/ to git (git is not installed (not found on PATH)); "
-                      "the run goes on without it")]
+    assert notes == [
+        (
+            "warn",
+            "could not commit .memory/ to git (git is not installed (not found on PATH)); "
+            "the run goes on without it",
+        )
+    ]
 
 
 def test_without_an_identity_aether_commits_as_aether(project: Path) -> None:
@@ -222,7 +236,10 @@ def test_a_run_commits_every_checkpoint_and_its_end(project: Path) -> None:
     assert shown == (project / ".memory" / "session_continuity.json").read_text()
     after = UserState(project)
     assert (after.head, after.index, after.staged, after.worktree) == (
-        before.head, before.index, before.staged, before.worktree,
+        before.head,
+        before.index,
+        before.staged,
+        before.worktree,
     )
 
 
@@ -243,8 +260,13 @@ def test_outside_git_or_without_git_the_run_goes_on(project: Path, tmp_path: Pat
     out = res.stdout + res.stderr
     assert out.count("not inside a git repository") == 1
     user_repo(tmp_path / "repo")
-    res = aether("run", *RUN, *stepper(6), cwd=tmp_path / "repo",
-                 env={"PATH": str(Path(sys.executable).parent / "no-git-here")})
+    res = aether(
+        "run",
+        *RUN,
+        *stepper(6),
+        cwd=tmp_path / "repo",
+        env={"PATH": str(Path(sys.executable).parent / "no-git-here")},
+    )
     assert res.returncode == 0, res.stderr
     assert (res.stdout + res.stderr).count("could not commit .memory/") == 1
 
