@@ -388,6 +388,32 @@ def scan(json: JsonFlag = False, memory_dir: MemoryDir = None) -> None:
     raise typer.Exit(0 if report.clean else 1)
 
 
+# ------------------------------------------------------------------ across machines
+
+Remote = Annotated[str, typer.Argument(help="The git remote (a name or URL).")]
+
+
+@app.command()
+def push(remote: Remote = "origin", memory_dir: MemoryDir = None) -> None:
+    """Push aether's memory commits (refs/aether/*) to REMOTE."""
+    from aether_cli import commands, git_sync
+
+    typer.echo(git_sync.push(commands.open_store(memory_dir).root, remote))
+
+
+@app.command()
+def pull(remote: Remote = "origin", memory_dir: MemoryDir = None) -> None:
+    """Fetch aether's memory commits from REMOTE and bring .memory/ up to the pulled session.
+
+    Refused (exit 1, nothing changed) when .memory/ here and the pulled session have diverged.
+    """
+    from aether_cli import commands, git_sync
+
+    store = commands.open_store(memory_dir)
+    store.ensure_unlocked()
+    typer.echo(git_sync.pull(store.root, remote))
+
+
 # ------------------------------------------------------------------ entry point
 
 

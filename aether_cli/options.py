@@ -112,6 +112,16 @@ class RunOptions:
     min_uptime: float | None = _option(
         "A crash sooner than this after launch counts toward --max-restarts [10]."
     )
+    commit: bool | None = _option(
+        "Commit .memory/ at every checkpoint and at the end, onto refs/aether/<session>, "
+        "without touching your index, work tree or HEAD [on inside a git repository].",
+        "--commit/--no-commit",
+    )
+    commit_to_branch: bool | None = _option(
+        "Commit .memory/ onto the current branch instead, as its own commit (your other "
+        "staged changes stay staged).",
+        "--commit-to-branch",
+    )
     quiet: bool | None = _option(
         "Hide the agent's output; show only aether's notices.", "--quiet", "-q"
     )

@@ -115,6 +115,10 @@ class Settings:
     # Tokens of the agent's own context that its stdout never shows (None: the format's
     # default, 8,500 for Codex, 0 for the others).
     context_overhead: int | None = None
+    # Commit .memory/ at every checkpoint and at the run's end (inside a git repository):
+    # onto refs/aether/<session>, or with `commit_to_branch` onto the current branch.
+    commit: bool = True
+    commit_to_branch: bool = False
 
     @property
     def window(self) -> int:

@@ -53,7 +53,7 @@ def test_every_option_names_a_settings_field() -> None:
 def test_run_help_lists_every_option_with_its_help() -> None:
     out = " ".join(runner.invoke(cli.app, ["run", "--help"]).stdout.split())
     for name, info in OPTION_INFO.items():
-        flag = info.flags[0] if info.flags else "--" + name.replace("_", "-")
+        flag = (info.flags[0] if info.flags else "--" + name.replace("_", "-")).replace("/", " / ")
         assert flag in out and info.help[:30] in out
 
 

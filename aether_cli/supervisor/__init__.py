@@ -26,6 +26,7 @@ from typing import Any
 
 from aether_cli import constants as C
 from aether_cli import protocol as P
+from aether_cli.git_memory import MemoryCommits
 from aether_cli.launcher import Child, backoff_delay, describe_status, exit_code_of, spawn
 from aether_cli.plan import ResumePlan, RunResult
 from aether_cli.reporter import NullReporter, Reporter
@@ -64,6 +65,7 @@ class Supervisor:
         cwd: Path | None = None,
         sleep: Callable[[float], bool] | None = None,
         rng: random.Random | None = None,
+        commits: MemoryCommits | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -81,6 +83,7 @@ class Supervisor:
             environ=dict(os.environ if environ is None else environ),
             cwd=cwd or Path.cwd(),
             signals=self.signals,
+            commits=commits,
         )
         self.episodes_run = 0
         self.stalled = 0

@@ -7,6 +7,10 @@ the project memory learns the episode's memory operations, finished tasks and
 the objective. It also rebuilds the last episode of a supervisor that died,
 from the ledger and the task files.
 
+After each checkpoint it has `.memory/` committed to git through the `commits`
+object it is given (`git_memory.MemoryGit`), and records the commit in the
+ledger (`memory_commit`); the run's end does the same through `commit_memory`.
+
 It holds the last checkpoint written (the parent of the next one). It knows
 nothing of processes, signals or the episode's stop logic; it reports through
 the `record` and `notice` callables it is given.
@@ -26,6 +30,7 @@ from aether_cli.distill import HandoffResult, distill
 from aether_cli.distill_command import distill_prompt, run_distill_command
 from aether_cli.episode_log import EpisodeLog
 from aether_cli.errors import AetherError
+from aether_cli.git_memory import MemoryCommits
 from aether_cli.redact import redact_obj
 from aether_cli.rehydrate import prompt_budget
 from aether_cli.retention import after_checkpoint, read_policy
@@ -52,6 +57,7 @@ class Checkpointer:
         fmt: str,
         record: Record,
         notice: Notice,
+        commits: MemoryCommits | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -60,6 +66,7 @@ class Checkpointer:
         self.fmt = fmt
         self.record = record
         self.notice = notice
+        self.commits = commits
         self.last: dict[str, Any] | None = None
         # The commit the session began at: what the agent changed since is read from git.
         self.start_head = session_start(cwd)
@@ -145,7 +152,34 @@ class Checkpointer:
         self.last = ck
         self._report(ck, trigger, budget.used)
         self._retention.after(self.notice)
+        self.commit_memory(trigger, session_id=session_id, episode=episode)
         return ck
+
+    def commit_memory(
+        self, trigger: str, *, session_id: str, episode: int, status: str | None = None
+    ) -> None:
+        """Commit `.memory/` as it is now (if committing is on) and record the commit in the ledger."""
+        if self.commits is None:
+            return
+        progress = (self.last or {}).get("progress") or []
+        done = self.commits.commit(
+            session=session_id,
+            episode=episode,
+            trigger=trigger,
+            checkpoint=self.last_id,
+            progress=str(progress[-1]) if progress else "",
+            status=status,
+        )
+        if done is not None:
+            self.record(
+                "memory_commit",
+                commit=done.sha,
+                ref=done.ref,
+                trigger=trigger,
+                checkpoint=self.last_id,
+                files=done.files,
+                seconds=round(done.seconds, 4),
+            )
 
     def _learn(self, ck: dict[str, Any], log: EpisodeLog) -> None:
         """Bring project memory up to date: memory operations, newly finished tasks, the objective."""

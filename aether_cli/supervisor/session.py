@@ -27,6 +27,7 @@ from aether_cli.budget import Budget, decide_window
 from aether_cli.distill import HandoffResult
 from aether_cli.episode_log import EpisodeLog
 from aether_cli.errors import AetherError
+from aether_cli.git_memory import MemoryCommits, MemoryGit
 from aether_cli.handoff import handoff_request
 from aether_cli.launcher import Child, become_subreaper, end_session_processes, reap_orphans
 from aether_cli.plan import ResumePlan, RunResult
@@ -71,6 +72,7 @@ class Session:
         environ: dict[str, str],
         cwd: Path,
         signals: Signals,
+        commits: MemoryCommits | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -97,8 +99,19 @@ class Session:
         self.agent = AgentFacts()
         self.meter = RedoMeter()
         self._files_seen: set[str] = set()
+        if commits is None:
+            commits = MemoryGit(
+                store.root, enabled=settings.commit, to_branch=settings.commit_to_branch, notice=ui.notice
+            )
         self.checkpoints = Checkpointer(
-            settings, store, counter, cwd=cwd, fmt=self.fmt, record=self.record, notice=ui.notice
+            settings,
+            store,
+            counter,
+            cwd=cwd,
+            fmt=self.fmt,
+            record=self.record,
+            notice=ui.notice,
+            commits=commits,
         )
         self.session_id = ""
         self.episode = 0
@@ -424,7 +437,8 @@ class Session:
         self.records.record(kind, **fields)
 
     def result(self, code: int, status: str, message: str) -> RunResult:
-        """The run's result, recorded as its end in the ledger."""
+        """The run's result, recorded as its end in the ledger (after `.memory/` is committed)."""
+        self.checkpoints.commit_memory("end", session_id=self.session_id, episode=self.episode, status=status)
         self.record("end", status=status, exit_code=code, message=message)
         return RunResult(code, status, message, self.session_id, self.episode, self.checkpoints.last_id)
 
