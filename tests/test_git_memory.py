@@ -5,6 +5,7 @@ The committer alone (fast), then the real CLI supervising a real agent (slow).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -231,6 +232,12 @@ def test_a_run_commits_every_checkpoint_and_its_end(project: Path) -> None:
     log = git(project, "log", "--format=%H %(trailers:key=Aether-Trigger,valueonly,separator=)", session)
     assert [line.split()[0] for line in log.splitlines()] == [c["commit"] for c in reversed(commits)]
     assert all(c["seconds"] > 0 for c in commits)
+    # Each checkpoint's commit holds the continuity record that names it: a clone that pulls
+    # it resumes from that checkpoint, not the one before.
+    for c in commits:
+        if c["trigger"] != "end":
+            held = json.loads(git(project, "show", f"{c['commit']}:.memory/session_continuity.json"))
+            assert held["last_checkpoint"] == c["checkpoint"], (c, held["last_checkpoint"])
     # The end commit holds the final continuity record: the work tree's memory is clean against it.
     shown = git(project, "show", f"{session}:.memory/session_continuity.json")
     assert shown == (project / ".memory" / "session_continuity.json").read_text()

@@ -7,9 +7,10 @@ the project memory learns the episode's memory operations, finished tasks and
 the objective. It also rebuilds the last episode of a supervisor that died,
 from the ledger and the task files.
 
-After each checkpoint it has `.memory/` committed to git through the `commits`
-object it is given (`git_memory.MemoryGit`), and records the commit in the
-ledger (`memory_commit`); the run's end does the same through `commit_memory`.
+After each checkpoint, once the continuity record names it (`commit_pending`),
+it has `.memory/` committed to git through the `commits` object it is given
+(`git_memory.MemoryGit`), and records the commit in the ledger
+(`memory_commit`); the run's end does the same through `commit_memory`.
 
 It holds the last checkpoint written (the parent of the next one). It knows
 nothing of processes, signals or the episode's stop logic; it reports through
@@ -67,6 +68,7 @@ class Checkpointer:
         self.record = record
         self.notice = notice
         self.commits = commits
+        self._pending: tuple[str, str, int] | None = None
         self.last: dict[str, Any] | None = None
         # The commit the session began at: what the agent changed since is read from git.
         self.start_head = session_start(cwd)
@@ -152,8 +154,18 @@ class Checkpointer:
         self.last = ck
         self._report(ck, trigger, budget.used)
         self._retention.after(self.notice)
-        self.commit_memory(trigger, session_id=session_id, episode=episode)
+        # Committed once the continuity record names this checkpoint (`commit_pending`): a
+        # commit made now would carry the record of before it, and a clone that pulls it
+        # would resume one checkpoint back.
+        self._pending = (trigger, session_id, episode)
         return ck
+
+    def commit_pending(self) -> None:
+        """Commit the checkpoint written last, now that the continuity record names it."""
+        if self._pending is not None:
+            trigger, session_id, episode = self._pending
+            self._pending = None
+            self.commit_memory(trigger, session_id=session_id, episode=episode)
 
     def commit_memory(
         self, trigger: str, *, session_id: str, episode: int, status: str | None = None

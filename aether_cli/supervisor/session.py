@@ -419,6 +419,7 @@ class Session:
         facts = self.facts()
         facts.agent_exit_code = agent_exit_code
         self.records.continuity(facts, status, self.checkpoints.last_id, fraction)
+        self.checkpoints.commit_pending()
 
     def heartbeat(self, ep: Episode) -> None:
         """Flush changed task files and write the live heartbeat."""
@@ -438,6 +439,7 @@ class Session:
 
     def result(self, code: int, status: str, message: str) -> RunResult:
         """The run's result, recorded as its end in the ledger (after `.memory/` is committed)."""
+        self.checkpoints.commit_pending()
         self.checkpoints.commit_memory("end", session_id=self.session_id, episode=self.episode, status=status)
         self.record("end", status=status, exit_code=code, message=message)
         return RunResult(code, status, message, self.session_id, self.episode, self.checkpoints.last_id)
