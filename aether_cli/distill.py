@@ -313,19 +313,7 @@ def distill(
         carried=carry(log, _dict(parent.get("state")), workspace_changes),
         workdir=workdir,
     )
-    agent: Any = log.agent_checkpoint
-    reason: str | None
-    if agent is None:
-        reason = "agent sent no checkpoint"
-    elif not prefer_agent:
-        reason = "agent checkpoint not used: the agent kept working after it"
-    else:
-        reason = validate_agent_state(agent, max_tokens=max_tokens, count=count)
-    if reason is not None and handoff is not None:
-        if handoff.state is not None:
-            agent, reason = handoff.state, None
-        else:
-            reason = f"agent handoff: {handoff.reason or 'no answer'}"
+    agent, reason = _agent_state(ep, prefer_agent, handoff)
     extra = handoff.metrics() if handoff is not None else {}
     if reason is None or command is None:
         return _draft(ep, _body(ep, agent, reason, "agent", note), extra)
@@ -337,6 +325,23 @@ def distill(
         note = "; ".join(p for p in (note, f"distill command: {failure}") if p)
         return _draft(ep, _body(ep, agent, reason, "agent", note), extra)
     return _draft(ep, _body(ep, answer, None, "command", "; ".join(p for p in (reason, note) if p)), extra)
+
+
+def _agent_state(ep: _Episode, prefer_agent: bool, handoff: HandoffResult | None) -> tuple[Any, str | None]:
+    """The agent's own state (its protocol checkpoint, else its handoff), or why there is none."""
+    agent: Any = ep.log.agent_checkpoint
+    reason: str | None
+    if agent is None:
+        reason = "agent sent no checkpoint"
+    elif not prefer_agent:
+        reason = "agent checkpoint not used: the agent kept working after it"
+    else:
+        reason = validate_agent_state(agent, max_tokens=ep.max_tokens, count=ep.count)
+    if reason is not None and handoff is not None:
+        if handoff.state is not None:
+            return handoff.state, None
+        reason = f"agent handoff: {handoff.reason or 'no answer'}"
+    return agent, reason
 
 
 def _body(ep: _Episode, agent: Any, reason: str | None, source: str, note: str) -> _Body:
