@@ -134,17 +134,8 @@ def resume_plan(
         raise NotFoundError(
             f"no session to resume: {store.root} does not exist (start one with `aether run`)"
         )
-    cont = store.read_continuity()
-    if cont is None:
-        raise NotFoundError(f"no session to resume in {store.root} (start one with `aether run`)")
-    holder = store.holder()
-    if holder is not None:
-        raise LockedError(
-            f"session {cont.get('session_id')} is running now: aether (pid {holder.get('pid')}, "
-            f"since {holder.get('started_at', '?')}), supervising the agent command: "
-            f"{_command_text(holder.get('command'))}; use `aether status` to watch it"
-        )
     notes: list[str] = []
+    cont = _session_to_resume(store, notes)
     if cont.get("status") == "running":
         notes.append("recovered a session whose supervisor died (status was still 'running')")
     ckpt_id = _resume_checkpoint(store, ref, cont, force=force, notes=notes)
@@ -163,6 +154,29 @@ def resume_plan(
         latest=ref is None,
     )
     return plan, settings, "; ".join(notes)
+
+
+def _session_to_resume(store: MemoryStore, notes: list[str]) -> dict[str, Any]:
+    """The continuity record a resume continues, rebuilt from the checkpoints and the ledger
+    if it is damaged or missing (the note saying so goes into `notes`); LockedError while a
+    run is live, NotFoundError if there is no session at all."""
+    holder = store.holder()
+    if holder is not None:
+        try:
+            session = (store.read_continuity() or {}).get("session_id")
+        except AetherError:
+            session = None  # the live run owns the record, damaged or not
+        raise LockedError(
+            f"session {session or '?'} is running now: aether (pid {holder.get('pid')}, "
+            f"since {holder.get('started_at', '?')}), supervising the agent command: "
+            f"{_command_text(holder.get('command'))}; use `aether status` to watch it"
+        )
+    if note := store.repair_continuity():
+        notes.append(note)
+    cont = store.read_continuity()
+    if cont is None:
+        raise NotFoundError(f"no session to resume in {store.root} (start one with `aether run`)")
+    return cont
 
 
 def _command_text(command: Any) -> str:
@@ -218,10 +232,13 @@ def status(store: MemoryStore) -> dict[str, Any]:
             "state_note": f"no {C.MEMORY_DIRNAME} here; start with `aether run`",
             "memory_dir": str(store.root),
         }
-    cont = store.read_continuity() or {}
+    cont, record_state, record_note = _status_record(store)
     holder = store.holder()
     beat = (store.read_heartbeat() if holder else None) or {}
     state, note = _run_state(store, cont, holder)
+    if record_note:
+        # A live run rewrites its record; otherwise the record's trouble is the state to report.
+        state, note = (state if holder else record_state), record_note
     ids = store.checkpoint_ids()
     last_id, last_note = _last_checkpoint(cont.get("last_checkpoint"), ids)
     tokenizer = beat.get("tokenizer") or cont.get("tokenizer") or "-"
@@ -257,6 +274,13 @@ def status(store: MemoryStore) -> dict[str, Any]:
         # After the agent kept crashing (exit 6): its own last exit code, else null.
         "agent_exit_code": _agent_exit_code(cont) if state == "crashed" else None,
     }
+
+
+def _status_record(store: MemoryStore) -> tuple[dict[str, Any], str, str]:
+    """The record status shows and, if it is damaged or missing, a state and a note on how to
+    recover; a damaged record never stops `status`: it shows what a rebuild would give."""
+    found = store.diagnose_continuity()
+    return found.record or found.rebuilt or {}, found.state, found.note()
 
 
 def _run_state(store: MemoryStore, cont: dict[str, Any], holder: dict[str, Any] | None) -> tuple[str, str]:

@@ -334,9 +334,15 @@ def test_truncated_memory_file_is_reported_not_a_traceback(project: Path) -> Non
     assert aether("run", "--objective", "x", "--", sys.executable, "-c", "pass").returncode == 0
     cont = project / ".memory" / "session_continuity.json"
     cont.write_bytes(cont.read_bytes()[:20])
+    # Issue 12.8: status used to exit 5 here; it now reports the damage and the way out.
     res = aether("status")
+    assert res.returncode == 0 and res.stderr == ""
+    assert "session_continuity.json is damaged" in res.stdout and "aether resume" in res.stdout
+    project_memory = project / ".memory" / "project_memory.json"
+    project_memory.write_bytes(project_memory.read_bytes()[:20])
+    res = aether("resume")
     assert res.returncode == 5
-    assert "session_continuity.json" in res.stderr and "Traceback" not in res.stderr
+    assert "project_memory.json" in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
 

@@ -10,20 +10,84 @@ Promises:
   instead of overwriting its update. The check and the write happen under the
   `WriteLock`, so two processes cannot both pass the check.
 
-It knows nothing of the fields' meaning (the contract is the caller's).
+- a damaged record is refused, never half-used: besides a file that does
+  not parse, one larger than `MAX_BYTES`, or a known field of the wrong type
+  (`problem`), raises `CorruptMemoryError` naming the file; `set_aside` moves
+  such a file into `runs/` (kept, never overwritten) for `recovery` to rebuild.
+
+It knows the fields' types (a committed, untrusted file must not reach the
+code that reads them with another one), not their meaning (the caller's).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+from pathlib import Path
 from typing import Any
 
+from aether_cli import ids
 from aether_cli.errors import AetherError, CorruptMemoryError, StorageError
 from aether_cli.redact import redact_obj
 from aether_cli.store.clock import Clock, iso_utc
 from aether_cli.store.files import atomic_write, dumps, read_object
 from aether_cli.store.layout import Layout
 from aether_cli.store.lock import WriteLock
+
+# A record is a few KB (a line per unfinished task): anything this big is not one.
+MAX_BYTES = 16 << 20
+_COUNT_LIMIT = 1 << 53
+
+# The known fields and what each must be; others are kept and not looked at.
+_STRINGS = (
+    "status",
+    "objective",
+    "resume_instructions",
+    "tokenizer",
+    "tokenizer_note",
+    "agent_format",
+    "updated_at",
+)
+_COUNTS = ("episode", "restarts", "window", "agent_compactions", "agent_exit_code", "_update_seq")
+_LISTS = ("active_tasks", "memory_locations")
+_OBJECTS = ("settings", "continuity")
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and 0 <= value < _COUNT_LIMIT
+
+
+def problem(data: Any) -> str | None:
+    """Why a parsed record cannot be used (a field of the wrong type), or None if it can.
+
+    A missing field is no problem (older records lack some); a present one
+    must have its type, and `session_id`, which names the ledger file, must be
+    a valid id.
+    """
+    if not isinstance(data, dict):
+        return f"expected a JSON object, found {type(data).__name__}"
+    if "session_id" in data and not ids.valid_task_id(data["session_id"]):
+        return "session_id is not a session id"
+    if not isinstance(data.get("last_checkpoint", ""), str | None):
+        return "last_checkpoint is not a checkpoint id"
+    command = data.get("command", [])
+    if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
+        return "command is not a list of strings"
+    percent = data.get("context_usage_percent", 0)
+    if type(percent) not in (int, float) or not math.isfinite(percent):
+        return "context_usage_percent is not a number"
+    checks = (
+        (_STRINGS, lambda v: isinstance(v, str), "a string"),
+        (_COUNTS, _is_count, "a non-negative integer"),
+        (_LISTS, lambda v: isinstance(v, list), "a list"),
+        (_OBJECTS, lambda v: isinstance(v, dict), "an object"),
+    )
+    for names, ok, what in checks:
+        for name in names:
+            if name in data and not ok(data[name]):
+                return f"{name} is not {what}"
+    return None
 
 
 class StaleWriteError(AetherError):
@@ -53,15 +117,40 @@ class Continuity:
         return seq
 
     def _seq_on_disk(self) -> int:
-        return self._seq_of(read_object(self._layout.continuity_path))
+        return self._seq_of(read_object(self._layout.continuity_path, limit=MAX_BYTES))
 
     def read(self) -> dict[str, Any] | None:
-        """The file, None if absent; CorruptMemoryError if unreadable. Remembers its `_update_seq`."""
-        data = read_object(self._layout.continuity_path)
+        """The file, None if absent; CorruptMemoryError if damaged. Remembers its `_update_seq`."""
+        path = self._layout.continuity_path
+        data = read_object(path, limit=MAX_BYTES)
+        if data is not None and (why := problem(data)) is not None:
+            raise CorruptMemoryError(f"{path}: {why}")
         seq = self._seq_of(data)
         if data is not None:
             self._seq_seen = seq
         return data
+
+    def set_aside(self, stamp: str) -> Path:
+        """Move the (damaged) file to `runs/session_continuity.json.bad-<stamp>[-N]`; return where.
+
+        Moved, not copied: a huge file costs nothing, and a symlink or a folder
+        in its place moves as itself. The caller holds the write lock. A name
+        already taken is never replaced.
+        """
+        path, runs = self._layout.continuity_path, self._layout.runs_dir
+        self._layout.ensure_dir(runs)
+        base = runs / f"{path.name}.bad-{stamp}"
+        target, n = base, 1
+        while os.path.lexists(target):
+            n += 1
+            target = base.with_name(f"{base.name}-{n}")
+        try:
+            os.rename(path, target)
+        except OSError as exc:
+            raise StorageError(path, f"moving it aside to {target}", exc) from exc
+        # The record this object knew is gone by its own hand: the next write starts afresh.
+        self._seq_seen = None
+        return target
 
     def write(self, data: dict[str, Any]) -> dict[str, Any]:
         """Write `data` with `updated_at` and the next `_update_seq`; return what was written.

@@ -246,48 +246,61 @@ def _link_exclusive(tmp: Path, path: Path, data: bytes, mode: int, *, durable: b
 _READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 
 
-def read_bytes(path: Path | str) -> bytes:
+def read_bytes(path: Path | str, *, limit: int | None = None) -> bytes:
     """The content of a regular file, never following a symlink.
 
     Raises `FileNotFoundError` if it is absent, `CorruptMemoryError` naming
-    the path if it is a symlink or not a regular file, and `StorageError` if
-    the filesystem fails the read (EIO, EACCES...).
+    the path if it is a symlink, not a regular file or (with `limit`) larger
+    than `limit` bytes, and `StorageError` if the filesystem fails the read
+    (EIO, EACCES...).
     """
     # Fast path (listing 1,000 task files reads them all): open first, with
     # O_NOFOLLOW so the kernel refuses a symlink, and check the open file itself.
     # Any failure to open (absent, a symlink, a socket, EACCES...) takes the
     # checked path below, which raises exactly what it always has.
     if not _NOFOLLOW:
-        return _read_bytes_checked(Path(path))
+        return _read_bytes_checked(Path(path), limit)
     try:
         fd = os.open(path, _READ_FLAGS)
     except OSError:
-        return _read_bytes_checked(Path(path))
+        return _read_bytes_checked(Path(path), limit)
     try:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise CorruptMemoryError(f"{Path(path)}: not a regular file")
-            return _read_to_end(fd, st.st_size)
+            _check_size(Path(path), st.st_size, limit)
+            return _read_to_end(fd, st.st_size, limit, Path(path))
         except OSError as exc:
             raise StorageError(Path(path), "reading", exc) from exc
     finally:
         os.close(fd)
 
 
-def _read_to_end(fd: int, size: int) -> bytes:
+def _check_size(path: Path, size: int, limit: int | None) -> None:
+    # A file that only ever holds a small record, grown huge (tampered, or a bad
+    # merge), must not be read into memory whole just to be refused afterwards.
+    if limit is not None and size > limit:
+        raise CorruptMemoryError(f"{path}: {size:,} bytes, more than the {limit:,} it may hold")
+
+
+def _read_to_end(fd: int, size: int, limit: int | None = None, path: Path | None = None) -> bytes:
     # Asks for one byte more than fstat's size: getting exactly `size` bytes is the
-    # whole file in one call. A file that changed meanwhile is read on to its end.
+    # whole file in one call. A file that changed meanwhile is read on to its end
+    # (or to `limit`: one that grows past it while being read is refused all the same).
     chunk = os.read(fd, size + 1)
     if len(chunk) == size:
         return chunk
-    parts = [chunk]
+    parts, total = [chunk], len(chunk)
     while chunk := os.read(fd, max(size + 1, 1 << 16)):
         parts.append(chunk)
+        total += len(chunk)
+        if limit is not None and total > limit:
+            raise CorruptMemoryError(f"{path}: grew past {limit:,} bytes while being read")
     return b"".join(parts)
 
 
-def _read_bytes_checked(path: Path) -> bytes:
+def _read_bytes_checked(path: Path, limit: int | None = None) -> bytes:
     """`read_bytes` by lstat first: names each way a path can fail (the slow path)."""
     try:
         st = os.lstat(path)
@@ -301,6 +314,7 @@ def _read_bytes_checked(path: Path) -> bytes:
         raise CorruptMemoryError(f"{path}: is a symlink; refusing to follow it")
     if not stat.S_ISREG(st.st_mode):
         raise CorruptMemoryError(f"{path}: not a regular file")
+    _check_size(path, st.st_size, limit)
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
     except FileNotFoundError:
@@ -311,29 +325,30 @@ def _read_bytes_checked(path: Path) -> bytes:
         raise StorageError(path, "opening", exc) from exc
     try:
         with os.fdopen(fd, "rb") as fh:
-            return fh.read()
+            return fh.read() if limit is None else _read_to_end(fh.fileno(), st.st_size, limit, path)
     except OSError as exc:
         raise StorageError(path, "reading", exc) from exc
 
 
-def read_json(path: Path | str) -> Any:
+def read_json(path: Path | str, *, limit: int | None = None) -> Any:
     """Parse the JSON file at `path`.
 
     Raises `FileNotFoundError` if it is absent, and `CorruptMemoryError`
     ("<path>: invalid JSON at line L, column C (<reason>)", or "<path>: <reason>")
-    if it is not valid JSON, not a regular file, or a symlink.
+    if it is not valid JSON, not a regular file, a symlink, or larger than `limit` bytes.
     """
-    data = read_bytes(path)
+    data = read_bytes(path, limit=limit)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise CorruptMemoryError(f"{path}: {decode_error_text(exc)}") from exc
 
 
-def read_object(path: Path | str) -> dict[str, Any] | None:
-    """The JSON object at `path`, None if absent, CorruptMemoryError if anything else."""
+def read_object(path: Path | str, *, limit: int | None = None) -> dict[str, Any] | None:
+    """The JSON object at `path`, None if absent, CorruptMemoryError if anything else
+    (including a file larger than `limit` bytes)."""
     try:
-        value = read_json(path)
+        value = read_json(path, limit=limit)
     except FileNotFoundError:
         return None
     if not isinstance(value, dict):

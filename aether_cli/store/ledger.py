@@ -280,3 +280,29 @@ def read_ledger(path: Path, problems: list[str] | None = None) -> Iterator[dict[
                 yield record
             elif problems is not None:
                 problems.append(f"{path}: line {number}: not a JSON object")
+
+
+def last_record(path: Path, kind: str) -> dict[str, Any] | None:
+    """The last complete record of `kind` in a ledger, read from the end; None if none or absent.
+
+    Only lines that name the kind are parsed, so a long ledger of events is
+    skipped at the speed of a byte search. The file is never modified.
+    """
+    needle = orjson.dumps({"kind": kind})[1:-1]  # '"kind":"<kind>"', as dumps_line spells it
+    try:
+        fd = open_nofollow(Path(path))
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        segments = _reverse_lines(fh, fh.seek(0, os.SEEK_END))
+        next(segments, None)  # what follows the last newline: empty, or a torn line
+        for raw in segments:
+            if needle not in raw:
+                continue
+            try:
+                record = loads(raw)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("kind") == kind:
+                return record
+    return None

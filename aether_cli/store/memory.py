@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # imported where first used: `aether status` needs none of th
     from aether_cli.store.index import ContextIndex
     from aether_cli.store.ledger import Ledger
     from aether_cli.store.project_memory import ProjectMemory
+    from aether_cli.store.recovery import Diagnosis, Recovery
 
 
 class MemoryStore:
@@ -176,6 +177,30 @@ class MemoryStore:
         else wrote in between.
         """
         return self._continuity.read()
+
+    def _recovery(self) -> Recovery:
+        from aether_cli.store.recovery import Recovery
+
+        return Recovery(
+            self._layout,
+            self._clock,
+            continuity=self._continuity,
+            checkpoints=self._checkpoints,
+            tasks=self._tasks,
+            run_lock=self._run_lock,
+            write_lock=self._write_lock,
+        )
+
+    def diagnose_continuity(self) -> Diagnosis:
+        """session_continuity.json as read, or why it is damaged or missing and what a rebuild
+        would give. Reads only (for `aether status`); see `store.recovery`."""
+        return self._recovery().diagnose()
+
+    def repair_continuity(self, *, missing: bool = True, rebuild: bool = True) -> str:
+        """Rebuild a damaged (or, with `missing`, absent) session_continuity.json from the newest
+        intact checkpoint and its ledger, the bad file kept under runs/; one line on what was
+        done, "" if nothing was. See `recovery.Recovery.repair` for the refusals."""
+        return self._recovery().repair(missing=missing, rebuild=rebuild)
 
     def write_continuity(self, data: dict[str, Any]) -> dict[str, Any]:
         """Write session_continuity.json with `updated_at` and `_update_seq` set; return what was written.

@@ -26,7 +26,6 @@ from aether_cli.adapters import context_overhead, detect_format, make_adapter
 from aether_cli.budget import Budget, decide_window
 from aether_cli.distill import HandoffResult
 from aether_cli.episode_log import EpisodeLog
-from aether_cli.errors import AetherError
 from aether_cli.git_memory import MemoryCommits, MemoryGit
 from aether_cli.handoff import handoff_request
 from aether_cli.launcher import Child, become_subreaper, end_session_processes, reap_orphans
@@ -150,10 +149,11 @@ class Session:
         self.records.open(self.session_id)
         self.started = self.clock()
         if plan is None:
-            try:
-                prev = self.store.read_continuity() or {}
-            except AetherError:
-                prev = {}  # unreadable: nothing to learn about a previous run from it
+            # A damaged record of an earlier session is moved aside (kept under runs/), never
+            # left to fail this run's first write; this session writes its own.
+            if note := self.store.repair_continuity(missing=False, rebuild=False):
+                self.ui.notice(f"{note}; a new session starts", "warn")
+            prev = self.store.read_continuity() or {}
             if prev.get("status") == "running" and isinstance(prev.get("session_id"), str):
                 self._end_orphans(prev["session_id"])
         if plan is not None and plan.recover:
@@ -171,6 +171,9 @@ class Session:
         )
         if self.counter.note:
             self.ui.notice(f"token counts are estimates: {self.counter.note}", "warn")
+        # Before the agent starts: a record that cannot be written must stop the run here,
+        # not after the launch (the agent would have started work only to be killed).
+        self.write_continuity("running", 0.0)
 
     def _end_orphans(self, session_id: str) -> None:
         """End the agent (and its children) a dead supervisor of `session_id` left running."""
