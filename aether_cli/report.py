@@ -33,6 +33,8 @@ MAX_NAMES = 100  # distinct tool names or event kinds; the rest are counted as O
 MAX_PROBLEMS = 50
 OTHER = "(other)"
 NAME_CHARS = 60
+# The session's settings the report shows (and its suggestions start from).
+SETTING_KEYS = ("context_window", "model", "soft_at", "checkpoint_at", "emergency_at", "max_steps")
 
 
 def _int(value: Any) -> int | None:
@@ -195,8 +197,13 @@ class _Reader:
         ep.from_checkpoint = _str(rec.get("checkpoint"))
         ep.prompt_tokens = ep.peak_tokens = ep.end_tokens = self.used = prompt
         self.r.markers.append(
-            {"kind": how, "seq": _int(rec.get("seq")), "t": self._t(rec), "episode": ep.episode,
-             "label": f"episode {ep.episode}"}
+            {
+                "kind": how,
+                "seq": _int(rec.get("seq")),
+                "t": self._t(rec),
+                "episode": ep.episode,
+                "label": f"episode {ep.episode}",
+            }
         )
         self._point(rec)
 
@@ -236,8 +243,13 @@ class _Reader:
         self.r.checkpoints.append(ck)
         ep.ended_by, ep.checkpoint = ck["trigger"], ck["id"]
         self.r.markers.append(
-            {"kind": "checkpoint", "seq": ck["seq"], "t": ck["t"], "episode": ep.episode,
-             "label": f"{ck['id']} ({ck['trigger']})"}
+            {
+                "kind": "checkpoint",
+                "seq": ck["seq"],
+                "t": ck["t"],
+                "episode": ep.episode,
+                "label": f"{ck['id']} ({ck['trigger']})",
+            }
         )
 
     def _on_continuity(self, rec: dict[str, Any]) -> None:
@@ -248,14 +260,19 @@ class _Reader:
                 "calls": _int(rec.get("calls")) or 0,
                 "redone": _int(rec.get("redone")) or 0,
                 "followed_next_action": rec.get("followed_next_action")
-                if isinstance(rec.get("followed_next_action"), bool) else None,
+                if isinstance(rec.get("followed_next_action"), bool)
+                else None,
             }
         )
 
     def _on_handoff(self, rec: dict[str, Any]) -> None:
         self.r.handoffs_asked.append(
-            {"episode": _int(rec.get("episode")), "ok": rec.get("ok") is True,
-             "seconds": _num(rec.get("seconds")), "tokens": _int(rec.get("tokens"))}
+            {
+                "episode": _int(rec.get("episode")),
+                "ok": rec.get("ok") is True,
+                "seconds": _num(rec.get("seconds")),
+                "tokens": _int(rec.get("tokens")),
+            }
         )
 
     def _on_end(self, rec: dict[str, Any]) -> None:
@@ -348,14 +365,21 @@ class _Reader:
 
     def _point(self, rec: dict[str, Any]) -> None:
         episode = self.ep.episode if self.ep is not None else 1
-        self.r.series.add({"seq": _int(rec.get("seq")), "t": self._t(rec), "episode": episode,
-                           "tokens": self.used})
+        self.r.series.add(
+            {"seq": _int(rec.get("seq")), "t": self._t(rec), "episode": episode, "tokens": self.used}
+        )
 
 
 _HANDLERS: dict[str, Any] = {
-    "session": _Reader._on_session, "launch": _Reader._on_launch, "command": _Reader._on_command,
-    "usage": _Reader._on_usage, "exit": _Reader._on_exit, "checkpoint": _Reader._on_checkpoint,
-    "continuity": _Reader._on_continuity, "handoff": _Reader._on_handoff, "end": _Reader._on_end,
+    "session": _Reader._on_session,
+    "launch": _Reader._on_launch,
+    "command": _Reader._on_command,
+    "usage": _Reader._on_usage,
+    "exit": _Reader._on_exit,
+    "checkpoint": _Reader._on_checkpoint,
+    "continuity": _Reader._on_continuity,
+    "handoff": _Reader._on_handoff,
+    "end": _Reader._on_end,
     "event": _Reader._on_event,
 }
 
@@ -459,10 +483,14 @@ def to_dict(report: Report) -> dict[str, Any]:
     by_tool = sorted(
         (
             {
-                "tool": name, "calls": t.calls, "results": t.events, "result_tokens": t.tokens,
-                "call_tokens": t.call_tokens, "tokens": t.tokens + t.call_tokens,
+                "tool": name,
+                "calls": t.calls,
+                "results": t.events,
+                "result_tokens": t.tokens,
+                "call_tokens": t.call_tokens,
+                "tokens": t.tokens + t.call_tokens,
                 "average_result_tokens": round(t.tokens / t.events) if t.events else 0,
-                "share": _share(t.tokens + t.call_tokens, total),
+                "share": _share(t.tokens, total),  # of the results: what a cap would cut
             }
             for name, t in r.tools.items()
         ),
@@ -470,9 +498,13 @@ def to_dict(report: Report) -> dict[str, Any]:
     )
     by_kind = sorted(
         (
-            {"kind": name, "events": t.events, "tokens": t.tokens,
-             "average_tokens": round(t.tokens / t.events) if t.events else 0,
-             "share": _share(t.tokens, total)}
+            {
+                "kind": name,
+                "events": t.events,
+                "tokens": t.tokens,
+                "average_tokens": round(t.tokens / t.events) if t.events else 0,
+                "share": _share(t.tokens, total),
+            }
             for name, t in r.kinds.items()
         ),
         key=lambda row: (-row["tokens"], row["kind"]),
@@ -502,33 +534,46 @@ def to_dict(report: Report) -> dict[str, Any]:
         "model": r.model,
         "window": r.window,
         "tokenizer": r.tokenizer,
+        "settings": {k: r.settings.get(k) for k in SETTING_KEYS},
         "totals": {
-            "episodes": len(episodes), "relaunches": sum(1 for e in episodes[1:] if e["start"] == "launch"),
+            "episodes": len(episodes),
+            "relaunches": sum(1 for e in episodes[1:] if e["start"] == "launch"),
             "rehydrates": sum(1 for e in episodes if e["start"] == "rehydrate"),
-            "events": sum(t.events for t in r.kinds.values()), "tokens": total,
-            "tool_calls": sum(t.calls for t in r.tools.values()), "checkpoints": len(r.checkpoints),
+            "events": sum(t.events for t in r.kinds.values()),
+            "tokens": total,
+            "tool_calls": sum(t.calls for t in r.tools.values()),
+            "checkpoints": len(r.checkpoints),
             "recounted_events": r.recounted,
         },
         "ended_by": dict(sorted(ended.items())),
         "budget_levels": dict(sorted(r.budget_levels.items())),
         "episodes": episodes,
-        "context": {"window": r.window, "stride": r.series.stride, "points": r.series.points,
-                    "markers": r.markers},
+        "context": {
+            "window": r.window,
+            "stride": r.series.stride,
+            "points": r.series.points,
+            "markers": r.markers,
+        },
         "by_tool": by_tool,
         "by_kind": by_kind,
         "checkpoints": r.checkpoints,
         "compression": {
             "mean": round(sum(ratios) / len(ratios), 2) if ratios else None,
-            "min": min(ratios) if ratios else None, "max": max(ratios) if ratios else None,
+            "min": min(ratios) if ratios else None,
+            "max": max(ratios) if ratios else None,
         },
         "redo": {
-            "relaunches": len(r.continuity), "calls": calls, "redone": redone,
-            "rate": _share(redone, calls), "followed_next_action": sum(
-                1 for c in judged if c["followed_next_action"]), "judged": len(judged),
+            "relaunches": len(r.continuity),
+            "calls": calls,
+            "redone": redone,
+            "rate": _share(redone, calls),
+            "followed_next_action": sum(1 for c in judged if c["followed_next_action"]),
+            "judged": len(judged),
             "per_relaunch": r.continuity,
         },
         "handoff": {
-            "sources": dict(sorted(sources.items())), "asked": len(r.handoffs_asked),
+            "sources": dict(sorted(sources.items())),
+            "asked": len(r.handoffs_asked),
             "answered": sum(1 for h in r.handoffs_asked if h["ok"]),
             "seconds": round(sum(h_seconds), 3) if h_seconds else None,
             "tokens": sum(h_tokens) if h_tokens else None,
