@@ -29,9 +29,22 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project with a finished demo session of several episodes (the Makefile's `demo`, smaller)."""
     project = tmp_path_factory.mktemp("demo")
     res = aether(
-        "run", "--objective", "Index the aether package into a Markdown report", "--context-window", "4000",
-        "--", sys.executable, "-m", "aether_cli.demo_agent", str(ROOT / "aether_cli"),
-        "--report", "report.md", "--delay", "0.02", "--max-files", "30",
+        "run",
+        "--objective",
+        "Index the aether package into a Markdown report",
+        "--context-window",
+        "4000",
+        "--",
+        sys.executable,
+        "-m",
+        "aether_cli.demo_agent",
+        str(ROOT / "aether_cli"),
+        "--report",
+        "report.md",
+        "--delay",
+        "0.02",
+        "--max-files",
+        "30",
         cwd=project,
     )
     assert res.returncode == 0, res.stdout + res.stderr
@@ -120,13 +133,18 @@ def test_json_matches_the_ledger_and_checkpoints_field_by_field(demo: Path) -> N
     for row in data["checkpoints"]:
         ck = checkpoints[row["id"]]
         m = ck["metrics"]
-        assert row["episode_tokens"] == m["episode_tokens"] and row["checkpoint_tokens"] == m["checkpoint_tokens"]
+        assert (
+            row["episode_tokens"] == m["episode_tokens"]
+            and row["checkpoint_tokens"] == m["checkpoint_tokens"]
+        )
         assert row["compression"] == round(m["episode_tokens"] / m["checkpoint_tokens"], 2)
         assert row["sources"] == ck.get("sources", [ck["distiller"]])
         assert row["handoff_seconds"] == m.get("handoff_seconds")
     ratios = [c["compression"] for c in data["checkpoints"]]
     assert data["compression"] == {
-        "mean": round(sum(ratios) / len(ratios), 2), "min": min(ratios), "max": max(ratios)
+        "mean": round(sum(ratios) / len(ratios), 2),
+        "min": min(ratios),
+        "max": max(ratios),
     }
     sources: dict[str, int] = {}
     for ck in checkpoints.values():
@@ -154,8 +172,15 @@ def test_terminal_report_shows_tables_and_a_chart(demo: Path) -> None:
     res = aether("report", cwd=demo)
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    for heading in ("context usage", "episodes", "tokens by tool", "tokens by event kind", "checkpoints",
-                    "suggestions:", "read_file"):
+    for heading in (
+        "context usage",
+        "episodes",
+        "tokens by tool",
+        "tokens by event kind",
+        "checkpoints",
+        "suggestions:",
+        "read_file",
+    ):
         assert heading in out, heading
     assert any(ch in out for ch in "▁▂▃▄▅▆▇█"), "a sparkline of the context"
     print(out)
@@ -179,8 +204,10 @@ def write_ledger(memory: Path, session: str, records: list[dict[str, Any]], extr
     runs = memory / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     path = runs / f"{session}.jsonl"
-    lines = [orjson.dumps({"seq": i, "ts": f"2026-01-01T00:00:{i % 60:02d}.000Z", **r}) for i, r in
-             enumerate(records, 1)]
+    lines = [
+        orjson.dumps({"seq": i, "ts": f"2026-01-01T00:00:{i % 60:02d}.000Z", **r})
+        for i, r in enumerate(records, 1)
+    ]
     path.write_bytes(b"\n".join(lines) + b"\n" + extra)
     return path
 
@@ -189,12 +216,29 @@ def small_session(model: str | None = None) -> list[dict[str, Any]]:
     return [
         {"kind": "session", "episode": 1, "settings": {"context_window": 1000, "model": model}},
         {"kind": "launch", "episode": 1, "prompt_tokens": 100, "context_overhead": 0, "checkpoint": None},
-        {"kind": "event", "episode": 1, "tokens": 5, "event": {"type": "tool_call", "id": "1", "name": "Read",
-                                                                "input": {"path": "a"}}},
-        {"kind": "event", "episode": 1, "tokens": 700, "event": {"type": "tool_result", "id": "1",
-                                                                  "output": "x"}},
-        {"kind": "event", "episode": 1, "tokens": 0, "event": {"type": "usage", "context_tokens": 900,
-                                                                "input_tokens": 2_000_000, "output_tokens": 100_000}},
+        {
+            "kind": "event",
+            "episode": 1,
+            "tokens": 5,
+            "event": {"type": "tool_call", "id": "1", "name": "Read", "input": {"path": "a"}},
+        },
+        {
+            "kind": "event",
+            "episode": 1,
+            "tokens": 700,
+            "event": {"type": "tool_result", "id": "1", "output": "x"},
+        },
+        {
+            "kind": "event",
+            "episode": 1,
+            "tokens": 0,
+            "event": {
+                "type": "usage",
+                "context_tokens": 900,
+                "input_tokens": 2_000_000,
+                "output_tokens": 100_000,
+            },
+        },
         {"kind": "end", "episode": 1, "status": "done", "exit_code": 0, "message": "ok"},
     ]
 
@@ -214,8 +258,13 @@ def test_a_corrupt_ledger_line_is_a_problem_not_a_crash() -> None:
     path = write_ledger(memory, "ses_20260101T000000_aaaaaa", records[:3])
     with path.open("ab") as f:
         f.write(b"{not json\n")
-        f.write(b"\n".join(orjson.dumps({"seq": 9 + i, "ts": "2026-01-01T00:01:00.000Z", **r})
-                           for i, r in enumerate(records[3:])) + b"\n")
+        f.write(
+            b"\n".join(
+                orjson.dumps({"seq": 9 + i, "ts": "2026-01-01T00:01:00.000Z", **r})
+                for i, r in enumerate(records[3:])
+            )
+            + b"\n"
+        )
         f.write(b'{"kind": "event", "torn')  # a killed writer's last line
     res = aether("report", "--json")
     assert res.returncode == 0, res.stderr
@@ -245,10 +294,24 @@ def test_a_huge_ledger_is_read_in_bounded_memory() -> None:
     with path.open("wb") as f:
         f.write(orjson.dumps({"seq": 0, "kind": "launch", "episode": 1, "prompt_tokens": 10}) + b"\n")
         for i in range(1, n + 1):
-            ev = ({"type": "tool_call", "id": str(i), "name": f"tool{i % 500}", "input": {"i": i}} if i % 2
-                  else {"type": "tool_result", "id": str(i - 1), "output": "y" * 200})
-            f.write(orjson.dumps({"seq": i, "ts": "2026-01-01T00:00:00.000Z", "kind": "event",
-                                  "episode": 1 + i // 50_000, "tokens": 3, "event": ev}) + b"\n")
+            ev = (
+                {"type": "tool_call", "id": str(i), "name": f"tool{i % 500}", "input": {"i": i}}
+                if i % 2
+                else {"type": "tool_result", "id": str(i - 1), "output": "y" * 200}
+            )
+            f.write(
+                orjson.dumps(
+                    {
+                        "seq": i,
+                        "ts": "2026-01-01T00:00:00.000Z",
+                        "kind": "event",
+                        "episode": 1 + i // 50_000,
+                        "tokens": 3,
+                        "event": ev,
+                    }
+                )
+                + b"\n"
+            )
     size = path.stat().st_size
     store = commands.open_store(memory)
     tracemalloc.start()
@@ -279,8 +342,15 @@ def test_money_from_the_agent_then_the_price_table_then_config() -> None:
     m = commands.report(store, None)["money"]
     assert m["usd"] == 2.2 and m["prices_date"] is None and "config.toml" in m["note"]
     records = small_session("claude-sonnet-4-5")
-    records.insert(4, {"kind": "event", "episode": 1, "tokens": 0,
-                       "event": {"type": "outcome", "ok": True, "total_cost_usd": 0.42}})
+    records.insert(
+        4,
+        {
+            "kind": "event",
+            "episode": 1,
+            "tokens": 0,
+            "event": {"type": "outcome", "ok": True, "total_cost_usd": 0.42},
+        },
+    )
     write_ledger(memory, "ses_20260101T000001_dddddd", records)
     m = commands.report(store, None)["money"]
     assert m == {**m, "usd": 0.42, "source": "agent"}
@@ -291,8 +361,11 @@ def test_money_from_the_agent_then_the_price_table_then_config() -> None:
 
 def emergency_session() -> list[dict[str, Any]]:
     return [
-        {"kind": "session", "episode": 1, "settings": {"context_window": 1000, "soft_at": 0.6,
-                                                       "checkpoint_at": 0.8, "emergency_at": 0.95}},
+        {
+            "kind": "session",
+            "episode": 1,
+            "settings": {"context_window": 1000, "soft_at": 0.6, "checkpoint_at": 0.8, "emergency_at": 0.95},
+        },
         {"kind": "launch", "episode": 1, "prompt_tokens": 100, "context_overhead": 0, "checkpoint": None},
         {"kind": "event", "episode": 1, "tokens": 860, "event": {"type": "message", "text": "x"}},
         {"kind": "checkpoint", "episode": 1, "id": "chk_000001_00000000", "trigger": "emergency"},
@@ -304,8 +377,8 @@ def test_apply_writes_only_the_learned_keys_and_keeps_every_other_line() -> None
     write_ledger(memory, "ses_20260101T000000_eeeeee", emergency_session())
     config = memory / "config.toml"
     before = (
-        "# my notes: keep me\n[run]\ncommand = [\"agent\"]\nsoft_at = 0.6  # tuned by hand\n"
-        "checkpoint_at = 0.8\n\n[prices]\n\"m\" = { input = 1.0, output = 2.0 }\n"
+        '# my notes: keep me\n[run]\ncommand = ["agent"]\nsoft_at = 0.6  # tuned by hand\n'
+        'checkpoint_at = 0.8\n\n[prices]\n"m" = { input = 1.0, output = 2.0 }\n'
     )
     config.write_text(before)
     res = aether("report", "--apply")
@@ -314,8 +387,10 @@ def test_apply_writes_only_the_learned_keys_and_keeps_every_other_line() -> None
     after = config.read_text()
     changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
     # 1 of 1 episodes ended in an emergency; it peaked 160 tokens past the 800-token line.
-    assert changed == [("soft_at = 0.6  # tuned by hand", "soft_at = 0.5"),
-                       ("checkpoint_at = 0.8", "checkpoint_at = 0.64")]
+    assert changed == [
+        ("soft_at = 0.6  # tuned by hand", "soft_at = 0.5"),
+        ("checkpoint_at = 0.8", "checkpoint_at = 0.64"),
+    ]
     data = orjson.loads(aether("report", "--json", "--apply").stdout)
     assert data["applied"] == ["soft_at = 0.5", "checkpoint_at = 0.64"] and config.read_text() == after
 
@@ -324,9 +399,9 @@ def test_apply_without_a_run_table_adds_one_at_the_end() -> None:
     memory = Path.cwd() / ".memory"
     write_ledger(memory, "ses_20260101T000000_ffffff", emergency_session())
     config = memory / "config.toml"
-    config.write_text("# only prices here\n[prices]\n\"m\" = { input = 1.0, output = 2.0 }\n")
+    config.write_text('# only prices here\n[prices]\n"m" = { input = 1.0, output = 2.0 }\n')
     assert aether("report", "--apply").returncode == 0
-    assert config.read_text().endswith('output = 2.0 }\n\n[run]\nsoft_at = 0.5\ncheckpoint_at = 0.64\n')
+    assert config.read_text().endswith("output = 2.0 }\n\n[run]\nsoft_at = 0.5\ncheckpoint_at = 0.64\n")
     assert config.read_text().startswith("# only prices here\n[prices]\n")
 
 
@@ -334,7 +409,8 @@ def test_html_without_the_extra_says_how_to_install_it() -> None:
     memory = Path.cwd() / ".memory"
     write_ledger(memory, "ses_20260101T000000_gggggg", small_session())
     code = "import sys; sys.modules['pygal'] = None; from aether_cli.cli import main; main()"
-    res = subprocess.run([sys.executable, "-c", code, "report", "--html", "r.html"],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-c", code, "report", "--html", "r.html"], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 1 and not Path("r.html").exists()
     assert res.stderr == "aether: error: --html needs the charting extra: pip install 'aether-cli[report]'\n"
