@@ -241,7 +241,7 @@ class _Reader:
             "t": self._t(rec),
         }
         self.r.checkpoints.append(ck)
-        ep.ended_by, ep.checkpoint = ck["trigger"], ck["id"]
+        ep.ended_by, ep.checkpoint = _str(rec.get("trigger"), 40), _str(rec.get("id"))
         self.r.markers.append(
             {
                 "kind": "checkpoint",
@@ -318,8 +318,8 @@ class _Reader:
                 if len(self.open_calls) > MAX_OPEN_CALLS:
                     self.open_calls.popitem(last=False)
         elif kind == "tool_result":
-            name = self.open_calls.pop(call_id[:200], None) if call_id is not None else None
-            t = self.r.tools.setdefault(name or "(unknown)", Tally())
+            owner = self.open_calls.pop(call_id[:200], None) if call_id is not None else None
+            t = self.r.tools.setdefault(owner or "(unknown)", Tally())
             t.events += 1
             t.tokens += tokens
 
@@ -453,7 +453,8 @@ def _read_checkpoints(store: MemoryStore, report: Report) -> None:
             row.update(sources=None, handoff_seconds=None, handoff_tokens=None, compression=None)
             report.problem(f"checkpoint {row['id']}: {exc}")
             continue
-        metrics = ck.get("metrics") if isinstance(ck.get("metrics"), dict) else {}
+        found = ck.get("metrics")
+        metrics: dict[str, Any] = found if isinstance(found, dict) else {}
         row["sources"] = sources_of(ck)
         row["handoff_seconds"] = _num(metrics.get("handoff_seconds"))
         row["handoff_tokens"] = _int(metrics.get("handoff_tokens"))
@@ -480,7 +481,7 @@ def to_dict(report: Report) -> dict[str, Any]:
     r = report
     total = r.total_tokens
     episodes = [vars(ep).copy() for ep in sorted(r.episodes.values(), key=lambda e: e.episode)]
-    by_tool = sorted(
+    by_tool: list[dict[str, Any]] = sorted(
         (
             {
                 "tool": name,
@@ -496,7 +497,7 @@ def to_dict(report: Report) -> dict[str, Any]:
         ),
         key=lambda row: (-row["tokens"], row["tool"]),
     )
-    by_kind = sorted(
+    by_kind: list[dict[str, Any]] = sorted(
         (
             {
                 "kind": name,
