@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,report]'
 	touch $(STAMP)
 
 ## demo: aether supervising the bundled demo agent (no API key): watch it checkpoint and relaunch
@@ -30,9 +30,15 @@ demo: $(STAMP)
 	@echo
 	@echo "The report: $(DEMO_DIR)/report.md   The memory: $(DEMO_DIR)/.memory/"
 
-## test: the whole suite, slow end-to-end tests included
-test: $(STAMP)
+## test: the whole suite, slow end-to-end tests included (the HTML report is rendered in headless Chromium)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+# Debian's chromium renders `aether report --html` in tests/test_report_html.py; installed when missing.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ apt-get update && apt-get install -y --no-install-recommends chromium; }
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"

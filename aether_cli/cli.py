@@ -257,6 +257,46 @@ def show(
 
 
 @app.command()
+def report(
+    session: Annotated[
+        str | None, typer.Argument(help="Session id or a unique prefix [default: the latest].")
+    ] = None,
+    json: JsonFlag = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML page with charts."),
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Write the suggested settings into .memory/config.toml.")
+    ] = False,
+    memory_dir: MemoryDir = None,
+) -> None:
+    """Where a session's tokens went, what ended each episode, what it cost; suggestions."""
+    from aether_cli import commands
+
+    store = commands.open_store(memory_dir)
+    data = commands.report(store, session)
+    notes = []
+    if html is not None:
+        from aether_cli.report_html import page
+
+        html.write_text(page(data), encoding="utf-8")
+        notes.append(f"wrote {html}")
+    if apply:
+        data["applied"] = commands.apply_report(store, data)
+        done = "; ".join(data["applied"]) or "nothing (no suggestion names a setting)"
+        notes.append(f"applied to {store.root / C.CONFIG_FILE}: {done}")
+    if json:
+        _print_json(data)
+        for note in notes:
+            sys.stderr.write(f"aether: {note}\n")
+        return
+    from aether_cli.report_render import report_view
+
+    _print_view([*report_view(data), *notes])
+
+
+@app.command()
 def drop(
     checkpoint: Annotated[str, typer.Argument(help="Checkpoint id or a unique prefix.")],
     force: Annotated[

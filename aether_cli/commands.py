@@ -429,3 +429,22 @@ def request_checkpoint(store: MemoryStore) -> dict[str, Any]:
         raise AetherError(f"no live `aether run` on {store.root}; nothing to checkpoint")
     store.request_checkpoint()
     return holder
+
+
+def report(store: MemoryStore, session: str | None) -> dict[str, Any]:
+    """`aether report`: a session's figures (the latest by default), its cost and what they suggest."""
+    from aether_cli import report as R
+    from aether_cli import report_advice as A
+
+    data = R.to_dict(R.build(store, R.pick_session(store, session)))
+    config = store.root / C.CONFIG_FILE
+    data["money"] = A.money(data, A.load_prices(config))
+    data["suggestions"] = A.suggestions(data)
+    return data
+
+
+def apply_report(store: MemoryStore, data: dict[str, Any]) -> list[str]:
+    """`aether report --apply`: the suggested settings written to config.toml; the lines written."""
+    from aether_cli import report_advice as A
+
+    return A.apply(store.root / C.CONFIG_FILE, A.learned(data["suggestions"]))

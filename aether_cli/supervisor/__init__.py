@@ -246,7 +246,7 @@ class Supervisor:
         prompt = self.session.prompt()
         self.store.write_prompt(prompt.text)
         child.send(P.cmd_rehydrate(episode=self.session.episode, prompt=prompt.text, checkpoint=ck_id))
-        self.session.record("command", command="rehydrate", checkpoint=ck_id)
+        self.session.record("command", command="rehydrate", checkpoint=ck_id, prompt_tokens=prompt.tokens)
         self.ui.notice(
             f"episode {self.session.episode}: rehydrated in place from {ck_id} ({prompt.tokens} tokens)", "ok"
         )

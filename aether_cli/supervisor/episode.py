@@ -184,7 +184,9 @@ class Episode:
 
     def on_event(self, ev: P.Event, counted: int, dropped: int = 0) -> None:
         """One event of the live child; `counted` is its text's tokens."""
-        rec: dict[str, Any] = {"event": ev.raw}
+        # The tokens it cost, as the budget counts them: `aether report` adds them up.
+        tokens = counted + (estimate_bytes(dropped) if dropped else 0)
+        rec: dict[str, Any] = {"event": ev.raw, "tokens": tokens}
         if dropped:
             rec["dropped_bytes"] = dropped
         if isinstance(ev, P.Invalid):
@@ -217,7 +219,7 @@ class Episode:
                 # interrupt takes a moment): only one announced after it never ran.
                 self.log.mark_stopping()
         self.ui.event(ev)
-        self._count(ev, counted + (estimate_bytes(dropped) if dropped else 0))
+        self._count(ev, tokens)
 
     def _learn(self, ev: P.Event) -> None:
         """What an event tells about the agent itself (its stream, window, compactions, verdict)."""
