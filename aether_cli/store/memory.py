@@ -89,15 +89,16 @@ class MemoryStore:
         """Whether the `.memory` directory exists."""
         return self._layout.exists()
 
-    def init(self, config_toml: str | None = None) -> list[str]:
+    def init(self, *, config: bool = True) -> list[str]:
         """Create whatever part of the layout is missing; return what was created (relative paths).
 
         Never overwrites an existing file, so it is safe to run again. Folders
-        are listed with a trailing "/". `config_toml` (redacted, and checked
-        to be valid TOML) replaces the commented default config. Leftover
-        temp files of killed writers are swept.
+        are listed with a trailing "/". With `config` (`aether init`), the
+        commented default config.toml too; a run passes False: config.toml
+        holds only what the user wrote. Leftover temp files of killed writers
+        are swept.
         """
-        return self._layout.init(config_toml)
+        return self._layout.init(config=config)
 
     def sweep(self) -> int:
         """Remove temp files left by killed writers in every folder of the layout."""
