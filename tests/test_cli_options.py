@@ -25,8 +25,10 @@ def supervised(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """What `run`/`resume` would hand the supervisor, instead of starting it."""
     calls: list[dict[str, Any]] = []
 
-    def fake(store: Any, settings: Settings, plan: Any, *, note: str = "") -> None:
-        calls.append({"settings": settings, "plan": plan, "note": note})
+    def fake(
+        store: Any, settings: Settings, plan: Any, *, typed: frozenset[str], yes: bool, note: str = ""
+    ) -> None:
+        calls.append({"settings": settings, "plan": plan, "note": note, "typed": typed, "yes": yes})
 
     monkeypatch.setattr(cli, "_supervise", fake)
     return calls
@@ -66,6 +68,8 @@ def test_run_hands_the_supervisor_the_given_options(project: Path, supervised: l
     assert s.command == (sys.executable, "-c", "pass")
     assert s.objective == "Carry on the work of: " + " ".join(s.command)
     assert not (project / ".memory" / "config.toml").exists()
+    # The command was typed: only what .memory/ names is confirmed (issue 12.3).
+    assert supervised[0]["typed"] == {"command"} and supervised[0]["yes"] is False
 
 
 def test_an_option_not_given_leaves_config_and_env_alone(
@@ -114,6 +118,7 @@ def test_resume_keeps_the_stored_settings(project: Path, supervised: list[dict[s
     assert res.exit_code == 0, res.output
     s, plan = supervised[0]["settings"], supervised[0]["plan"]
     assert (s.context_window, s.max_episodes, s.objective) == (5000, 3, "o")
+    assert supervised[0]["typed"] == frozenset()  # the command comes from the continuity record
     assert (plan.session_id, plan.episode) == ("ses_1", 3)
 
 
@@ -184,7 +189,8 @@ def test_quiet_follows_flag_then_env_then_config(
 
 def test_a_quiet_run_does_not_make_its_resume_quiet(project: Path, reporters: list[Any]) -> None:
     stored_session(quiet=True)
-    assert runner.invoke(cli.app, ["resume"]).exit_code == 0
+    # --yes: the stored session was not run on this machine (no record of it in runs/).
+    assert runner.invoke(cli.app, ["resume", "--yes"]).exit_code == 0
     assert runner.invoke(cli.app, ["resume", "-q"]).exit_code == 0
     assert [r.quiet for r in reporters] == [False, True]
 
@@ -230,7 +236,7 @@ def test_config_toml_names_no_agent_command_and_none_is_read_from_it(project: Pa
     a `command` in the committed config.toml would run without anyone typing it."""
     from aether_cli.store.texts import DEFAULT_CONFIG_TOML
 
-    assert "command =" not in DEFAULT_CONFIG_TOML
+    assert "# command =" not in DEFAULT_CONFIG_TOML
     (project / ".memory").mkdir()
     (project / ".memory" / "config.toml").write_text('[run]\ncommand = ["touch", "ran"]\n')
     res = runner.invoke(cli.app, ["run"])

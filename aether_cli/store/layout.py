@@ -68,6 +68,7 @@ class Layout:
         self.heartbeat_path = self.runs_dir / C.HEARTBEAT_FILE
         self.prompt_path = self.runs_dir / C.START_PROMPT_FILE
         self.checkpoint_request_path = self.runs_dir / C.CHECKPOINT_REQUEST_FILE
+        self.trust_path = self.runs_dir / C.TRUST_FILE
 
     def checkpoint_file(self, checkpoint_id: str) -> Path:
         """checkpoints/<id>.json (absolute; the id is not checked here)."""

@@ -28,6 +28,7 @@ DEFAULT_CONFIG_TOML = f"""\
 # emergency_at = {C.DEFAULT_EMERGENCY_AT}              # fraction: checkpoint at once and relaunch
 # checkpoint_timeout = {C.DEFAULT_CHECKPOINT_TIMEOUT}       # seconds to wait for the agent's own checkpoint
 # max_restarts = {C.DEFAULT_MAX_RESTARTS}
+# distill_command = "claude -p"      # asked once on each machine before it first runs
 """
 
 README_TEXT = f"""\
@@ -55,7 +56,9 @@ Secrets the agent printed are redacted before anything is written here.
   rewritten; the number is the sequence, the suffix a content hash.
 - `{C.TEMPLATES_DIR}/` — optional overrides of aether's prompt templates.
 - `{C.RUNS_DIR}/` — local only and git-ignored: run ledgers (JSONL), the live
-  heartbeat, the start prompt and the lock of a running `aether run`.
+  heartbeat, the start prompt, the lock of a running `aether run`, and
+  `{C.TRUST_FILE}`, what this machine last ran (so `aether resume` asks before
+  running an agent command, distill command or templates that came through git).
 
 ## How to resume
 
