@@ -1,7 +1,9 @@
 """The `aether` command line: parses arguments, calls the core, prints, maps errors
 to exit codes. Each command stays a few lines; the work lives in `commands`,
-`supervisor` and `store`. The options of `run` and `resume` are declared once,
-as `options.RunOptions`; `_with_run_options` spells them for Typer. Heavy
+`supervisor` and `store`. Before a launch it asks the person to confirm what
+`.memory/` names and this machine has not run (`trust`). The options of `run`
+and `resume` are declared once, as `options.RunOptions`; `_with_run_options`
+spells them for Typer. Heavy
 imports (Rich, the supervisor, tiktoken) are done inside the commands that need
 them, so `aether status` starts fast.
 """
@@ -47,6 +49,16 @@ MemoryDir = Annotated[
     typer.Option("--memory-dir", "-m", help="The .memory folder to use [default: ./.memory]."),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+YesFlag = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Run an agent command, distill command or prompt templates that come from .memory/ "
+        "and that this machine has not run before without asking (they are shown first); "
+        "without it a terminal is asked and a pipe refuses (exit 2).",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -131,6 +143,7 @@ def run(
     ] = None,
     *,
     options: RunOptions,
+    yes: YesFlag = False,
     memory_dir: MemoryDir = None,
 ) -> None:
     """Supervise an agent: checkpoint to .memory/ and relaunch it, until it is done.
@@ -147,12 +160,16 @@ def run(
       aether run -- claude -p "Port the tests to pytest" --output-format stream-json --verbose
 
       aether run --format text -- ./my-script.sh {prompt_file}
+
+    The command typed here is run as is; a distill command from .memory/config.toml or
+    prompt templates in .memory/templates/ that this machine has not run before are shown
+    and confirmed first (see --yes).
     """
     from aether_cli import commands
 
     store = commands.open_store(memory_dir)
     settings = commands.prepare_run(store, command, options)
-    _supervise(store, settings, None)
+    _supervise(store, settings, None, typed=_typed(options, "command"), yes=yes)
 
 
 @app.command()
@@ -167,23 +184,59 @@ def resume(
         bool,
         typer.Option("--force", help="Use a checkpoint even if its content no longer matches its sha256."),
     ] = False,
+    yes: YesFlag = False,
     memory_dir: MemoryDir = None,
 ) -> None:
     """Continue the stored session from a checkpoint (crash recovery), with its command and settings.
 
     Without CHECKPOINT it starts from the newest intact checkpoint, skipping (and naming) corrupt ones.
-    The options of `aether run` given now override the stored settings.
+    The options of `aether run` given now override the stored settings. The command comes from
+    .memory/session_continuity.json, which git shares: when it (or a distill command or prompt
+    templates) differs from what this machine last ran, it is shown and confirmed first (see --yes).
     """
     from aether_cli import commands
 
     store = commands.open_store(memory_dir)
     plan, settings, note = commands.resume_plan(store, checkpoint, options.flags(), force=force)
-    _supervise(store, settings, plan, note=note)
+    _supervise(store, settings, plan, note=note, typed=_typed(options), yes=yes)
 
 
-def _supervise(store: MemoryStore, settings: Settings, plan: ResumePlan | None, *, note: str = "") -> None:
+def _typed(options: RunOptions, *given: str) -> frozenset[str]:
+    """What of the launch the person gave now (a flag or AETHER_*), so nothing to confirm."""
+    env = bool(os.environ.get("AETHER_DISTILL_COMMAND"))
+    return frozenset(given) | ({"distill_command"} if options.distill_command or env else set())
+
+
+def _confirm_launch(store: MemoryStore, settings: Settings, *, typed: frozenset[str], yes: bool) -> None:
+    """Show what `.memory/` makes this launch run that this machine has not run before, and ask
+    (a pipe refuses unless --yes); then record what runs (trust.py). Not silenced by -q."""
+    from aether_cli import trust
+    from aether_cli.errors import UsageError
+    from aether_cli.prompt_template import read_overrides
+
+    launch = trust.Launch(settings.command, settings.distill_command, read_overrides(store.root))
+    record = trust.parse_record(*store.trust_record(trust.MAX_RECORD_BYTES))
+    items = trust.unconfirmed(launch, record, typed=typed)
+    if items:
+        typer.echo(_clean(f"aether: {store.root} (shared through git) names what this machine has not "
+                          "run before" + (" (run: --yes)" if yes else "") + ":"), err=True)
+        for line in trust.explain(launch, items, templates_dir=str(store.root / C.TEMPLATES_DIR)):
+            typer.echo(line, err=True)
+        if not yes and not sys.stdin.isatty():
+            raise UsageError("not confirmed, and stdin is not a terminal to ask on: "
+                             "check what is shown above, then pass --yes to run it")
+        if not yes and not typer.confirm("Run it?", default=False, err=True):
+            raise AetherError("not confirmed; nothing was run")
+    store.write_trust_record(lambda folder: trust.record_bytes(launch, folder))
+
+
+def _supervise(
+    store: MemoryStore, settings: Settings, plan: ResumePlan | None, *,
+    typed: frozenset[str], yes: bool, note: str = "",
+) -> None:
     # Before the heavy imports and the tokenizer: a second run must fail at once.
     store.ensure_unlocked()
+    _confirm_launch(store, settings, typed=typed, yes=yes)
     from aether_cli.render import TerminalReporter
     from aether_cli.supervisor import Supervisor
 

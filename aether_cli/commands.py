@@ -35,21 +35,20 @@ def open_store(memory_dir: Path | None) -> MemoryStore:
     return MemoryStore((memory_dir or Path.cwd() / C.MEMORY_DIRNAME).absolute())
 
 
-def init(store: MemoryStore, settings: Settings | None = None) -> list[str]:
-    """Create the .memory layout (README, config.toml, folders); returns what was created."""
-    from aether_cli.settings import config_toml
-
-    text = config_toml(settings) if settings is not None else None
-    return store.init(text)
+def init(store: MemoryStore) -> list[str]:
+    """Create the .memory layout (README, the commented config.toml, folders); returns what was created."""
+    return store.init()
 
 
 def prepare_run(store: MemoryStore, command: list[str] | None, options: RunOptions) -> Settings:
-    """Everything `aether run` does before it launches: the checked settings, with .memory laid out.
+    """Everything `aether run` does before it launches: the checked settings; it writes nothing.
 
-    In this order, so a refused run writes nothing: refuse a missing command;
-    build the settings (flags > env > config.toml > defaults); refuse a known CLI
-    without its JSON flag and an overhead that fills the window; fill in a
-    default objective; create the .memory layout with a config.toml of them.
+    Refuse a missing command; build the settings (flags > env > config.toml >
+    defaults: never a previous run's, so a new run starts from the flags it is
+    given); refuse a known CLI without its JSON flag and an overhead that fills
+    the window; fill in a default objective. config.toml is the user's (and
+    `aether init`'s): a run never writes it, or the next run would inherit
+    this one's flags.
     """
     if not command:
         raise AetherError(
@@ -59,12 +58,11 @@ def prepare_run(store: MemoryStore, command: list[str] | None, options: RunOptio
     check_overhead(settings, agent_format(settings))
     if not settings.objective:
         settings = with_default_objective(settings)
-    init(store, settings)
     return settings
 
 
 def run_settings(store: MemoryStore, flags: dict[str, Any]) -> Settings:
-    """Settings for a fresh `aether run`: flags > env > config.toml > defaults."""
+    """Settings for a fresh `aether run`: flags > env > config.toml > defaults (no stored session's)."""
     from aether_cli.settings import build_settings
 
     return build_settings(flags, config_path=store.root / C.CONFIG_FILE)

@@ -22,6 +22,8 @@ LOCK_INFO_FILE = "lock.json"
 HEARTBEAT_FILE = "heartbeat.json"
 CHECKPOINT_REQUEST_FILE = "checkpoint.request"
 START_PROMPT_FILE = "start.prompt"
+# What this machine last ran (trust.py): local, in runs/, never committed.
+TRUST_FILE = "trusted.json"
 
 # Budget defaults (fractions of the context window)
 DEFAULT_WINDOW = 128_000

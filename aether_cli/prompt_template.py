@@ -83,6 +83,27 @@ def _read_override(path: Path) -> str | None:
         raise TemplateError(f"template {path} is not UTF-8: {exc.reason}") from exc
 
 
+# The templates aether loads (each may be overridden in `.memory/templates/`).
+TEMPLATE_NAMES = ("distill.md", "handoff.md", "rehydrate.md", "start.md")
+
+
+def read_overrides(memory_dir: Path) -> dict[str, str]:
+    """Name -> text of each override in `<memory_dir>/templates/` that aether would use.
+
+    What a run would read, read the same way (no symlink, no FIFO); one it
+    could not read is given as its error, so a change to it still shows.
+    """
+    found: dict[str, str] = {}
+    for name in TEMPLATE_NAMES:
+        try:
+            text = _read_override(Path(memory_dir) / C.TEMPLATES_DIR / name)
+        except TemplateError as exc:
+            text = f"(unreadable: {exc})"
+        if text is not None:
+            found[name] = text
+    return found
+
+
 def load_template(name: str, memory_dir: Path | None) -> str:
     """The text of template `name`: the user's override, else the packaged copy.
 

@@ -297,6 +297,11 @@ def _value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    from aether_cli.settings import _toml_str
-
     return _toml_str(str(value))
+
+
+def _toml_str(s: str) -> str:
+    """`s` as a TOML basic string (control characters escaped)."""
+    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    out = "".join(ch if ch >= " " or ch in "\\" else f"\\u{ord(ch):04x}" for ch in out)
+    return f'"{out}"'

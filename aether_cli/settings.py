@@ -1,9 +1,14 @@
 """Run settings: one frozen object built once and passed down.
 
 Precedence, highest first: CLI flags, `AETHER_*` environment variables,
-`.memory/config.toml`, defaults. The CLI hands over only the flags the user
-actually gave (None for the rest), so a stored config is not silently
-overridden by a flag's default.
+`.memory/config.toml`, defaults; a resume ranks its session's own settings
+(from the continuity record) between the environment and config.toml. The CLI
+hands over only the flags the user actually gave (None for the rest), so a
+stored config is not silently overridden by a flag's default.
+
+config.toml is written by `aether init` and the user, never by a run. It never
+names the agent command: that is typed after `--` (run) or is the session's own
+(resume), so a committed file cannot make `aether run` start a program.
 """
 
 from __future__ import annotations
@@ -171,7 +176,7 @@ class Settings:
         return self
 
     def to_config(self) -> dict[str, Any]:
-        """The settings as a plain dict (for config.toml and the continuity file)."""
+        """The settings as a plain dict (for the continuity file and the ledger)."""
         d = asdict(self)
         d["command"] = list(self.command)
         d["constraints"] = list(self.constraints)
@@ -183,6 +188,8 @@ _FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
 # wrote): aether neither writes them into config.toml nor carries them over from
 # a stored session, so a `run -q` does not silence a later `resume`.
 PER_INVOCATION = frozenset({"quiet"})
+# Never read from config.toml (see the module docstring).
+NOT_IN_CONFIG = frozenset({"command"})
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -215,7 +222,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """The [run] table of config.toml (or its top level), with unknown keys ignored."""
+    """The [run] table of config.toml (or its top level), with unknown keys and `command` ignored."""
     if not path.is_file():
         return {}
     import tomllib  # only when there is a config file to read
@@ -227,7 +234,11 @@ def read_config(path: Path) -> dict[str, Any]:
     table = data.get("run", data)
     if not isinstance(table, dict):
         return {}
-    return {k: _coerce(k, v, str(path)) for k, v in table.items() if k in _FIELD_TYPES}
+    return {
+        k: _coerce(k, v, str(path))
+        for k, v in table.items()
+        if k in _FIELD_TYPES and k not in NOT_IN_CONFIG
+    }
 
 
 def read_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -250,7 +261,11 @@ def build_settings(
     environ: dict[str, str] | None = None,
     stored: dict[str, Any] | None = None,
 ) -> Settings:
-    """Merge flags > environment > stored (a previous run's settings) > config.toml > defaults."""
+    """Merge flags > environment > stored > config.toml > defaults.
+
+    `stored` is the resumed session's own settings (its continuity record); only
+    `aether resume` passes it: a new run starts from its flags, never a previous run's.
+    """
     merged: dict[str, Any] = {}
     if config_path is not None:
         merged.update(read_config(config_path))
@@ -268,31 +283,3 @@ def build_settings(
         if k in merged:
             merged[k] = tuple(merged[k])
     return Settings(**merged).validate()
-
-
-def config_toml(settings: Settings) -> str:
-    """A readable config.toml for the given settings (what `aether init`/`run` writes)."""
-    lines = [
-        "# aether settings for this project. CLI flags and AETHER_* variables override these.",
-        "# Fractions are of the context window. Remove a line to use the default.",
-        "[run]",
-    ]
-    for key, value in settings.to_config().items():
-        if key in PER_INVOCATION:
-            continue
-        if isinstance(value, list):
-            items = ", ".join(_toml_str(str(v)) for v in value)
-            lines.append(f"{key} = [{items}]")
-        elif isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, (int, float)):
-            lines.append(f"{key} = {value}")
-        else:
-            lines.append(f"{key} = {_toml_str(str(value))}")
-    return "\n".join(lines) + "\n"
-
-
-def _toml_str(s: str) -> str:
-    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    out = "".join(ch if ch >= " " or ch in "\\" else f"\\u{ord(ch):04x}" for ch in out)
-    return f'"{out}"'

@@ -25,8 +25,10 @@ def supervised(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """What `run`/`resume` would hand the supervisor, instead of starting it."""
     calls: list[dict[str, Any]] = []
 
-    def fake(store: Any, settings: Settings, plan: Any, *, note: str = "") -> None:
-        calls.append({"settings": settings, "plan": plan, "note": note})
+    def fake(
+        store: Any, settings: Settings, plan: Any, *, typed: frozenset[str], yes: bool, note: str = ""
+    ) -> None:
+        calls.append({"settings": settings, "plan": plan, "note": note, "typed": typed, "yes": yes})
 
     monkeypatch.setattr(cli, "_supervise", fake)
     return calls
@@ -65,7 +67,9 @@ def test_run_hands_the_supervisor_the_given_options(project: Path, supervised: l
     assert (s.context_window, s.constraints, s.max_episodes, s.format) == (5000, ("keep it",), 2, "text")
     assert s.command == (sys.executable, "-c", "pass")
     assert s.objective == "Carry on the work of: " + " ".join(s.command)
-    assert (project / ".memory" / "config.toml").is_file()
+    assert not (project / ".memory" / "config.toml").exists()
+    # The command was typed: only what .memory/ names is confirmed (issue 12.3).
+    assert supervised[0]["typed"] == {"command"} and supervised[0]["yes"] is False
 
 
 def test_an_option_not_given_leaves_config_and_env_alone(
@@ -94,7 +98,7 @@ def test_prepare_run_takes_the_objective_from_a_known_cli(project: Path) -> None
     argv = ["claude", "-p", "Port the tests", "--output-format", "stream-json", "--verbose"]
     settings = commands.prepare_run(commands.open_store(None), argv, RunOptions())
     assert settings.objective == "Port the tests" and settings.format == "auto"
-    assert 'objective = "Port the tests"' in (project / ".memory" / "config.toml").read_text()
+    assert not (project / ".memory").exists()  # nothing written: config.toml least of all
 
 
 def stored_session(**settings: Any) -> None:
@@ -114,6 +118,7 @@ def test_resume_keeps_the_stored_settings(project: Path, supervised: list[dict[s
     assert res.exit_code == 0, res.output
     s, plan = supervised[0]["settings"], supervised[0]["plan"]
     assert (s.context_window, s.max_episodes, s.objective) == (5000, 3, "o")
+    assert supervised[0]["typed"] == frozenset()  # the command comes from the continuity record
     assert (plan.session_id, plan.episode) == ("ses_1", 3)
 
 
@@ -184,6 +189,56 @@ def test_quiet_follows_flag_then_env_then_config(
 
 def test_a_quiet_run_does_not_make_its_resume_quiet(project: Path, reporters: list[Any]) -> None:
     stored_session(quiet=True)
-    assert runner.invoke(cli.app, ["resume"]).exit_code == 0
+    # --yes: the stored session was not run on this machine (no record of it in runs/).
+    assert runner.invoke(cli.app, ["resume", "--yes"]).exit_code == 0
     assert runner.invoke(cli.app, ["resume", "-q"]).exit_code == 0
     assert [r.quiet for r in reporters] == [False, True]
+
+
+# ------------------------------------------------------------------ a new run starts afresh (issue 12.7)
+
+
+def test_a_new_run_inherits_nothing_from_the_previous_run(project: Path) -> None:
+    """A JSON agent read as text with a 900-token window, then another agent: it gets the defaults."""
+    from helpers import aether, agent_cmd, read_json
+
+    first = aether("run", "-q", "--context-window", "900", "--format", "text", "-o", "first objective",
+                   "--", *agent_cmd("minimal_agent.py"))
+    assert first.returncode == 0, first.stderr
+    other = [sys.executable, "-c", "pass"]
+    second = aether("run", "-q", "--", *other)
+    assert second.returncode == 0, second.stderr
+    cont = read_json(project / ".memory" / "session_continuity.json")
+    assert cont["command"] == other
+    assert cont["window"] == Settings().window and cont["agent_format"] == "aether"
+    assert cont["settings"].get("context_window") is None and cont["settings"]["format"] == "auto"
+    assert cont["objective"] == "Carry on the work of: " + " ".join(other)
+    assert not (project / ".memory" / "config.toml").exists()  # run never writes config.toml
+
+
+def test_a_run_carries_over_what_the_user_wrote_in_config_toml_and_leaves_it_alone(
+    project: Path,
+) -> None:
+    from helpers import aether, read_json
+
+    (project / ".memory").mkdir()
+    config = project / ".memory" / "config.toml"
+    config.write_text("# mine\n[run]\ncontext_window = 7000\n")
+    for _ in range(2):
+        res = aether("run", "-q", "--format", "text", "--", sys.executable, "-c", "pass")
+        assert res.returncode == 0, res.stderr
+        assert config.read_text() == "# mine\n[run]\ncontext_window = 7000\n"
+        assert read_json(project / ".memory" / "session_continuity.json")["window"] == 7000
+
+
+def test_config_toml_names_no_agent_command_and_none_is_read_from_it(project: Path) -> None:
+    """The agent command is what the person types after `--` (or the session's own, on resume):
+    a `command` in the committed config.toml would run without anyone typing it."""
+    from aether_cli.store.texts import DEFAULT_CONFIG_TOML
+
+    assert "# command =" not in DEFAULT_CONFIG_TOML
+    (project / ".memory").mkdir()
+    (project / ".memory" / "config.toml").write_text('[run]\ncommand = ["touch", "ran"]\n')
+    res = runner.invoke(cli.app, ["run"])
+    assert "no agent command" in str(res.exception)
+    assert not (project / "ran").exists()

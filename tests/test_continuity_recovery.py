@@ -138,7 +138,7 @@ def test_resume_rebuilds_the_record_from_the_newest_checkpoint(
     before = read_json(memory / C.CONTINUITY_FILE)
     newest = read_json(checkpoint_files(memory)[-1])
     damage(memory, BAD_FORMS[form])
-    res = aether("resume", "-q")
+    res = aether("resume", "-q", "--yes")  # a copied .memory is another clone: confirmed here
     assert res.returncode == 0, res.stderr
     # The agent went on with the same session, one episode after the newest checkpoint.
     env = read_json(project / "env_3.json")
@@ -161,7 +161,7 @@ def test_resume_rebuilds_from_the_newest_intact_checkpoint(memory: Path, project
     second.chmod(0o644)
     second.write_bytes(b'{"id": ')
     damage(memory, b"{")
-    res = aether("resume", "-q")
+    res = aether("resume", "-q", "--yes")  # a copied .memory is another clone: confirmed here
     assert res.returncode == 0, res.stderr
     env = read_json(project / "env_2.json")
     assert env["AETHER_CHECKPOINT"] == first.stem and env["AETHER_EPISODE"] == "2"
@@ -171,7 +171,7 @@ def test_resume_without_the_record_continues_from_the_checkpoints(memory: Path, 
     before = read_json(memory / C.CONTINUITY_FILE)
     newest = checkpoint_files(memory)[-1].stem
     os.unlink(memory / C.CONTINUITY_FILE)
-    res = aether("resume", "-q")
+    res = aether("resume", "-q", "--yes")  # a copied .memory is another clone: confirmed here
     assert res.returncode == 0, res.stderr
     assert "session_continuity.json was missing; rebuilt it from" in res.stdout
     env = read_json(project / "env_3.json")
@@ -183,7 +183,7 @@ def test_resume_with_nothing_to_rebuild_from_says_how_and_keeps_the_file(memory:
         path.chmod(0o644)
         path.write_bytes(b"[]")
     path = damage(memory, b"{")
-    res = aether("resume", "-q")
+    res = aether("resume", "-q", "--yes")  # a copied .memory is another clone: confirmed here
     assert res.returncode == C.EXIT_CORRUPT
     line = one_line(res.stderr)
     assert str(path) in line and "no intact checkpoint to rebuild it from" in line

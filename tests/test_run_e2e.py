@@ -71,11 +71,11 @@ def assert_memory_contract(project: Path) -> None:
         "project_memory.json",
         "context_index.json",
         "README.md",
-        "config.toml",
         ".gitignore",
     ):
         assert (mem / name).is_file(), name
     assert "runs/" in (mem / ".gitignore").read_text()
+    assert not (mem / "config.toml").exists()  # only `aether init` and the user write it
     # every JSON file is deterministic, sorted, 2-space, newline-terminated
     for p in mem.rglob("*.json"):
         if "runs" in p.parts:

@@ -134,29 +134,15 @@ def test_init_is_idempotent_and_never_overwrites(store: MemoryStore) -> None:
     (store.root / "config.toml").write_text('agent = ["x"]\n')
     before = tree(store.root)
     assert store.init() == []
-    assert store.init(config_toml='model = "other"\n') == []
+    assert store.init(config=False) == []
     assert tree(store.root) == before
 
 
-def test_init_writes_a_given_config(tmp_path: Path) -> None:
+def test_a_run_lays_out_the_folder_without_config_toml(tmp_path: Path) -> None:
+    """config.toml is the user's: `aether init` writes its commented default, a run does not."""
     s = MemoryStore(tmp_path / ".memory")
-    s.init(config_toml='agent = ["my-agent"]\nwindow = 64000\n')
-    assert tomllib.loads((s.root / "config.toml").read_text()) == {"agent": ["my-agent"], "window": 64000}
-
-
-def test_init_redacts_a_given_config(tmp_path: Path) -> None:
-    s = MemoryStore(tmp_path / ".memory")
-    s.init(config_toml=f'agent = ["my-agent", "--token={GH_TOKEN}"]\n')
-    text = (s.root / "config.toml").read_text()
-    assert GH_TOKEN not in text
-    assert tomllib.loads(text) == {"agent": ["my-agent", "--token=[REDACTED:github_token]"]}
-
-
-def test_init_refuses_invalid_toml_and_writes_nothing(tmp_path: Path) -> None:
-    s = MemoryStore(tmp_path / ".memory")
-    with pytest.raises(UsageError, match="TOML"):
-        s.init(config_toml="agent = [unclosed")
-    assert not s.root.exists()
+    assert "config.toml" not in s.init(config=False)
+    assert not (s.root / "config.toml").exists() and (s.root / ".gitignore").is_file()
 
 
 def test_init_sweeps_leftover_temp_files(store: MemoryStore) -> None:

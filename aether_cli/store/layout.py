@@ -9,6 +9,8 @@ Promises:
 - folders are created when first needed and never replaced;
 - `init` creates whatever part of the layout is missing and never overwrites
   a file (each default text is written exclusively), so it is safe to rerun;
+  config.toml is the user's: only `aether init` writes its commented default,
+  a run lays out the rest without it;
 - `sweep` removes the temp files that killed writers left, in every folder.
 
 It also lists the checkpoint and task files by name (never opening them).
@@ -23,8 +25,7 @@ from pathlib import Path
 
 from aether_cli import constants as C
 from aether_cli import ids
-from aether_cli.errors import CorruptMemoryError, UsageError
-from aether_cli.redact import redact_text
+from aether_cli.errors import CorruptMemoryError
 from aether_cli.store.files import atomic_write, sweep_temp_files
 from aether_cli.store.texts import (
     DEFAULT_CONFIG_TOML,
@@ -49,18 +50,6 @@ def check_dir(path: Path) -> bool:
     return True
 
 
-def _checked_config(config_toml: str) -> str:
-    # Settings can carry an agent argv with a key in it; config.toml is committed.
-    config_toml = redact_text(config_toml)
-    import tomllib  # here: only `init` with settings needs it
-
-    try:
-        tomllib.loads(config_toml)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config is not valid TOML: {exc}") from exc
-    return config_toml
-
-
 class Layout:
     """The paths of one `.memory` directory and the rules for its folders."""
 
@@ -79,6 +68,7 @@ class Layout:
         self.heartbeat_path = self.runs_dir / C.HEARTBEAT_FILE
         self.prompt_path = self.runs_dir / C.START_PROMPT_FILE
         self.checkpoint_request_path = self.runs_dir / C.CHECKPOINT_REQUEST_FILE
+        self.trust_path = self.runs_dir / C.TRUST_FILE
 
     def checkpoint_file(self, checkpoint_id: str) -> Path:
         """checkpoints/<id>.json (absolute; the id is not checked here)."""
@@ -119,27 +109,27 @@ class Layout:
             return text[len(prefix) :]
         return Path(path).relative_to(self.root).as_posix()
 
-    def init(self, config_toml: str | None = None) -> list[str]:
+    def init(self, *, config: bool = True) -> list[str]:
         """Create whatever part of the layout is missing; return what was created (relative paths).
 
         Never overwrites an existing file, so it is safe to run again. Folders
-        are listed with a trailing "/". `config_toml` (redacted, and checked
-        to be valid TOML) replaces the commented default config. Leftover
-        temp files of killed writers are swept.
+        are listed with a trailing "/". With `config` (`aether init`), the
+        commented default config.toml too; a run passes False, for config.toml
+        holds only what the user wrote. Leftover temp files of killed writers
+        are swept.
         """
-        if config_toml is not None:
-            config_toml = _checked_config(config_toml)
         created: list[str] = []
         self.ensure_dir(self.root)
         for folder in (self.tasks_dir, self.checkpoints_dir, self.templates_dir, self.runs_dir):
             if self.ensure_dir(folder):
                 created.append(self.rel(folder) + "/")
-        files = (
+        files = [
             (self.root / C.README_FILE, README_TEXT),
             (self.root / ".gitignore", GITIGNORE_TEXT),
-            (self.root / C.CONFIG_FILE, DEFAULT_CONFIG_TOML if config_toml is None else config_toml),
             (self.templates_dir / C.README_FILE, TEMPLATES_README_TEXT),
-        )
+        ]
+        if config:
+            files.append((self.root / C.CONFIG_FILE, DEFAULT_CONFIG_TOML))
         for path, text in files:
             try:
                 atomic_write(path, text.encode("utf-8"), exclusive=True)

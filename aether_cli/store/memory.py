@@ -14,7 +14,7 @@ It knows nothing of how any file is laid out or checked: each part does.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,15 +92,16 @@ class MemoryStore:
         """Whether the `.memory` directory exists."""
         return self._layout.exists()
 
-    def init(self, config_toml: str | None = None) -> list[str]:
+    def init(self, *, config: bool = True) -> list[str]:
         """Create whatever part of the layout is missing; return what was created (relative paths).
 
         Never overwrites an existing file, so it is safe to run again. Folders
-        are listed with a trailing "/". `config_toml` (redacted, and checked
-        to be valid TOML) replaces the commented default config. Leftover
-        temp files of killed writers are swept.
+        are listed with a trailing "/". With `config` (`aether init`), the
+        commented default config.toml too; a run passes False: config.toml
+        holds only what the user wrote. Leftover temp files of killed writers
+        are swept.
         """
-        return self._layout.init(config_toml)
+        return self._layout.init(config=config)
 
     def sweep(self) -> int:
         """Remove temp files left by killed writers in every folder of the layout."""
@@ -428,3 +429,12 @@ class MemoryStore:
     def take_checkpoint_request(self) -> bool:
         """True exactly once per request: removes runs/checkpoint.request if it existed."""
         return self._runs.take_checkpoint_request()
+
+    def trust_record(self, limit: int) -> tuple[bytes | None, tuple[int, int] | None]:
+        """runs/trusted.json's bytes if it is a regular file of at most `limit` bytes (else None),
+        and the (device, inode) of runs/ (None if it is not a real folder). Never raises."""
+        return self._runs.trust_record(limit)
+
+    def write_trust_record(self, make: Callable[[tuple[int, int]], bytes]) -> None:
+        """Write runs/trusted.json as `make((device, inode) of runs/)` returns it (atomic, 0600)."""
+        self._runs.write_trust_record(make)

@@ -8,7 +8,10 @@ Promises:
   often and only advisory, and a reader that cannot read it gets None;
 - the launch prompt is written verbatim (it is built from already-redacted
   memory and must reach the agent as is), readable by its owner only;
-- a checkpoint request is taken exactly once.
+- a checkpoint request is taken exactly once;
+- the trust record (what this machine last ran, `trust.py`'s bytes) is read
+  only if it is a small regular file, never through a symlink or a FIFO, and
+  never raises: anything else is no record; it is written atomically, 0600.
 
 It knows nothing of what a ledger record, a heartbeat or a prompt says.
 """
@@ -16,6 +19,8 @@ It knows nothing of what a ledger record, a heartbeat or a prompt says.
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +31,11 @@ from aether_cli.store.clock import Clock, iso_utc
 from aether_cli.store.files import atomic_write, dumps, read_json
 from aether_cli.store.layout import Layout
 from aether_cli.store.lock import RunLock
+
+# A FIFO or symlink planted at the record must neither block nor be followed.
+_RECORD_READ = (
+    os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+)
 
 if TYPE_CHECKING:  # the ledger is loaded by the run that opens one, not by `aether status`
     from aether_cli.store.ledger import Ledger
@@ -86,3 +96,34 @@ class RunFiles:
         except (FileNotFoundError, NotADirectoryError):
             return False
         return True
+
+    def trust_record(self, limit: int) -> tuple[bytes | None, tuple[int, int] | None]:
+        """runs/trusted.json's bytes (None unless a regular file of at most `limit` bytes) and the
+        (device, inode) of runs/ (None unless a real folder). Never raises: runs/ is only local state."""
+        try:
+            st = os.lstat(self._layout.runs_dir)
+        except OSError:
+            return None, None
+        if not stat.S_ISDIR(st.st_mode):
+            return None, None
+        folder = (st.st_dev, st.st_ino)
+        try:
+            fd = os.open(self._layout.trust_path, _RECORD_READ)
+        except OSError:
+            return None, folder
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+                return None, folder
+            data = os.read(fd, limit + 1)
+        except OSError:
+            return None, folder
+        finally:
+            os.close(fd)
+        return (data if len(data) <= limit else None), folder
+
+    def write_trust_record(self, make: Callable[[tuple[int, int]], bytes]) -> None:
+        """Write runs/trusted.json as `make((device, inode) of runs/)` returns it (atomic, 0600)."""
+        self._layout.ensure_dir(self._layout.runs_dir)
+        st = os.lstat(self._layout.runs_dir)
+        atomic_write(self._layout.trust_path, make((st.st_dev, st.st_ino)), mode=0o600)

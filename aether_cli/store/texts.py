@@ -1,8 +1,9 @@
 """The default texts `aether init` writes into a new `.memory/`.
 
 config.toml (every setting commented out, so the built-in defaults apply
-until the user opts in), the folder's README, its .gitignore and the README
-of templates/. Each is written once, exclusively, and never overwritten.
+until the user opts in; only `aether init` writes it, a run lays out the
+rest), the folder's README, its .gitignore and the README of templates/.
+Each is written once, exclusively, and never overwritten.
 
 Plain strings: no I/O, and nothing about how or when they are written.
 """
@@ -15,8 +16,10 @@ DEFAULT_CONFIG_TOML = f"""\
 # aether settings for this project (user-editable).
 # Precedence: command-line flags, then AETHER_* environment variables, then
 # this file, then built-in defaults. Uncomment what you want to change.
+# `aether run` never writes this file, and a new run carries over only what is
+# here, never a previous run's flags. The agent command is not read from here:
+# give it after `--` (`aether run -- my-agent`); `aether resume` reuses the session's.
 
-# command = ["my-agent", "--flag"]   # the agent's argv
 # objective = "Migrate the API to v2"
 # model = "claude-sonnet-4"          # used to look up the window when context_window is not set
 # context_window = {C.DEFAULT_WINDOW}       # tokens
@@ -25,6 +28,7 @@ DEFAULT_CONFIG_TOML = f"""\
 # emergency_at = {C.DEFAULT_EMERGENCY_AT}              # fraction: checkpoint at once and relaunch
 # checkpoint_timeout = {C.DEFAULT_CHECKPOINT_TIMEOUT}       # seconds to wait for the agent's own checkpoint
 # max_restarts = {C.DEFAULT_MAX_RESTARTS}
+# distill_command = "claude -p"      # asked once on each machine before it first runs
 """
 
 README_TEXT = f"""\
@@ -39,8 +43,8 @@ Secrets the agent printed are redacted before anything is written here.
 
 ## What each file is
 
-- `{C.CONFIG_FILE}` — this project's settings (agent command, model, window,
-  thresholds). Edit freely.
+- `{C.CONFIG_FILE}` — this project's settings (model, window, thresholds), as
+  you wrote them: `aether init` creates it, `aether run` never writes it.
 - `{C.CONTINUITY_FILE}` — pickup instructions: the session, its status,
   the last checkpoint, the open tasks and how to resume. Read first.
 - `{C.PROJECT_MEMORY_FILE}` — long-term state: the objective, committed facts,
@@ -52,7 +56,9 @@ Secrets the agent printed are redacted before anything is written here.
   rewritten; the number is the sequence, the suffix a content hash.
 - `{C.TEMPLATES_DIR}/` — optional overrides of aether's prompt templates.
 - `{C.RUNS_DIR}/` — local only and git-ignored: run ledgers (JSONL), the live
-  heartbeat, the start prompt and the lock of a running `aether run`.
+  heartbeat, the start prompt, the lock of a running `aether run`, and
+  `{C.TRUST_FILE}`, what this machine last ran (so `aether resume` asks before
+  running an agent command, distill command or templates that came through git).
 
 ## How to resume
 

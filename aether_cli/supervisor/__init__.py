@@ -92,7 +92,8 @@ class Supervisor:
 
     def run(self, plan: ResumePlan | None = None) -> RunResult:
         """Run until the agent is done, the run is interrupted or a limit stops it."""
-        self.store.init()
+        # The layout without config.toml: that file is the user's (and `aether init`'s).
+        self.store.init(config=False)
         self.store.acquire(list(self.settings.command))
         old_handlers = self._install_signals()
         try:
