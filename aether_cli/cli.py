@@ -388,6 +388,32 @@ def scan(json: JsonFlag = False, memory_dir: MemoryDir = None) -> None:
     raise typer.Exit(0 if report.clean else 1)
 
 
+# ------------------------------------------------------------------ memory
+
+_COMPLETE_VAR = "_AETHER_COMPLETE"
+_MEMORY_HELP = "The project's long-term facts: list, add, rm, pin, unpin, search (`aether memory --help`)."
+
+if os.environ.get(_COMPLETE_VAR):
+    # Completing a command line: the shell needs every subcommand, and start-up speed no longer counts.
+    from aether_cli.cli_memory import memory_app
+
+    app.add_typer(memory_app, help=_MEMORY_HELP)
+else:
+
+    @app.command(
+        "memory",
+        help=_MEMORY_HELP,
+        add_help_option=False,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def memory(ctx: typer.Context) -> None:
+        # A stand-in that loads `aether memory`'s own commands only when it is used:
+        # six more commands for Typer to build would slow every other command's start-up.
+        from aether_cli.cli_memory import memory_app
+
+        memory_app(args=ctx.args, prog_name="aether memory")
+
+
 # ------------------------------------------------------------------ entry point
 
 
