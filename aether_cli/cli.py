@@ -185,12 +185,14 @@ def _supervise(store: MemoryStore, settings: Settings, plan: ResumePlan | None, 
     # Before the heavy imports and the tokenizer: a second run must fail at once.
     store.ensure_unlocked()
     from aether_cli.render import TerminalReporter
+    from aether_cli.settings import unknown_model_warning
     from aether_cli.supervisor import Supervisor
 
     console = _console()
     reporter = TerminalReporter(console, quiet=settings.quiet)
-    if note:
-        reporter.notice(note, "warn")
+    for warning in (note, unknown_model_warning(settings.model, settings.context_window)):
+        if warning:
+            reporter.notice(warning, "warn")
     result = Supervisor(settings, store, reporter=reporter).run(plan)
     raise typer.Exit(result.exit_code)
 
@@ -388,15 +390,20 @@ def scan(json: JsonFlag = False, memory_dir: MemoryDir = None) -> None:
     raise typer.Exit(0 if report.clean else 1)
 
 
-# ------------------------------------------------------------------ memory
+# ------------------------------------------------------------------ memory, completion
 
 _COMPLETE_VAR = "_AETHER_COMPLETE"
+_SHELLS = ("bash", "zsh", "fish")
 _MEMORY_HELP = "The project's long-term facts: list, add, rm, pin, unpin, search (`aether memory --help`)."
 
 if os.environ.get(_COMPLETE_VAR):
     # Completing a command line: the shell needs every subcommand, and start-up speed no longer counts.
+    # Typer's completion classes are registered here, not at every start (add_completion=False).
+    from typer.completion import completion_init
+
     from aether_cli.cli_memory import memory_app
 
+    completion_init()
     app.add_typer(memory_app, help=_MEMORY_HELP)
 else:
 
@@ -412,6 +419,26 @@ else:
         from aether_cli.cli_memory import memory_app
 
         memory_app(args=ctx.args, prog_name="aether memory")
+
+
+@app.command()
+def completion(
+    shell: Annotated[str, typer.Argument(help="bash, zsh or fish.", metavar="SHELL")],
+) -> None:
+    """Print the shell completion script for SHELL.
+
+    e.g. `aether completion bash > ~/.local/share/bash-completion/completions/aether`,
+    `aether completion zsh > "${fpath[1]}/_aether"`,
+    `aether completion fish > ~/.config/fish/completions/aether.fish`.
+    """
+    if shell not in _SHELLS:
+        from aether_cli.errors import UsageError
+
+        raise UsageError(f"no completion for {shell!r}: choose one of {', '.join(_SHELLS)}")
+    # Typer's completion machinery is loaded here only: aether starts without it.
+    from typer.completion import get_completion_script
+
+    typer.echo(get_completion_script(prog_name="aether", complete_var=_COMPLETE_VAR, shell=shell))
 
 
 # ------------------------------------------------------------------ entry point
@@ -432,7 +459,7 @@ def _bug_report(exc: BaseException) -> str:
 def main() -> None:
     """Console-script entry point: one-line errors and exit codes, never a traceback."""
     try:
-        app()
+        app(complete_var=_COMPLETE_VAR)
     except AetherError as exc:
         sys.stderr.write(f"aether: error: {_clean(str(exc))}\n")
         sys.exit(exc.exit_code)
