@@ -238,12 +238,14 @@ def _supervise(
     store.ensure_unlocked()
     _confirm_launch(store, settings, typed=typed, yes=yes)
     from aether_cli.render import TerminalReporter
+    from aether_cli.settings import unknown_model_warning
     from aether_cli.supervisor import Supervisor
 
     console = _console()
     reporter = TerminalReporter(console, quiet=settings.quiet)
-    if note:
-        reporter.notice(note, "warn")
+    for warning in (note, unknown_model_warning(settings.model, settings.context_window)):
+        if warning:
+            reporter.notice(warning, "warn")
     result = Supervisor(settings, store, reporter=reporter).run(plan)
     raise typer.Exit(result.exit_code)
 
@@ -506,6 +508,56 @@ def pull(remote: Remote = "origin", memory_dir: MemoryDir = None) -> None:
     store.ensure_unlocked()
     typer.echo(git_sync.pull(store.root, remote))
 
+# ------------------------------------------------------------------ memory, completion
+
+_COMPLETE_VAR = "_AETHER_COMPLETE"
+_SHELLS = ("bash", "zsh", "fish")
+_MEMORY_HELP = "The project's long-term facts: list, add, rm, pin, unpin, search (`aether memory --help`)."
+
+if os.environ.get(_COMPLETE_VAR):
+    # Completing a command line: the shell needs every subcommand, and start-up speed no longer counts.
+    # Typer's completion classes are registered here, not at every start (add_completion=False).
+    from typer.completion import completion_init
+
+    from aether_cli.cli_memory import memory_app
+
+    completion_init()
+    app.add_typer(memory_app, help=_MEMORY_HELP)
+else:
+
+    @app.command(
+        "memory",
+        help=_MEMORY_HELP,
+        add_help_option=False,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def memory(ctx: typer.Context) -> None:
+        # A stand-in that loads `aether memory`'s own commands only when it is used:
+        # six more commands for Typer to build would slow every other command's start-up.
+        from aether_cli.cli_memory import memory_app
+
+        memory_app(args=ctx.args, prog_name="aether memory")
+
+
+@app.command()
+def completion(
+    shell: Annotated[str, typer.Argument(help="bash, zsh or fish.", metavar="SHELL")],
+) -> None:
+    """Print the shell completion script for SHELL.
+
+    e.g. `aether completion bash > ~/.local/share/bash-completion/completions/aether`,
+    `aether completion zsh > "${fpath[1]}/_aether"`,
+    `aether completion fish > ~/.config/fish/completions/aether.fish`.
+    """
+    if shell not in _SHELLS:
+        from aether_cli.errors import UsageError
+
+        raise UsageError(f"no completion for {shell!r}: choose one of {', '.join(_SHELLS)}")
+    # Typer's completion machinery is loaded here only: aether starts without it.
+    from typer.completion import get_completion_script
+
+    typer.echo(get_completion_script(prog_name="aether", complete_var=_COMPLETE_VAR, shell=shell))
+
 
 # ------------------------------------------------------------------ entry point
 
@@ -525,7 +577,7 @@ def _bug_report(exc: BaseException) -> str:
 def main() -> None:
     """Console-script entry point: one-line errors and exit codes, never a traceback."""
     try:
-        app()
+        app(complete_var=_COMPLETE_VAR)
     except AetherError as exc:
         sys.stderr.write(f"aether: error: {_clean(str(exc))}\n")
         sys.exit(exc.exit_code)

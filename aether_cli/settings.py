@@ -70,6 +70,18 @@ def window_for_model(model: str | None) -> int | None:
     return best[1] if best else None
 
 
+def unknown_model_warning(model: str | None, context_window: int | None) -> str | None:
+    """One line for a model name aether has no window for (and no --context-window given), else None.
+
+    Without it the run silently budgets the default window, which may be far from the model's."""
+    if not model or context_window is not None or window_for_model(model) is not None:
+        return None
+    return (
+        f"unknown model {model!r}: using the default context window of {C.DEFAULT_WINDOW:,} tokens "
+        "(unless the agent reports its own); set --context-window N (or context_window in config.toml)"
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything one run needs to know; built by `build_settings`."""

@@ -805,6 +805,8 @@ def test_apply_memory_ops_adds_replaces_and_removes(store: MemoryStore) -> None:
         "priority": 2,
         "added_seq": 1,
         "updated_seq": 1,
+        "source": "agent",
+        "episode": None,
     }
     pm = store.apply_memory_ops(
         [
@@ -813,9 +815,11 @@ def test_apply_memory_ops_adds_replaces_and_removes(store: MemoryStore) -> None:
             {"op": "remove", "key": "nope"},
         ],
         seq=4,
+        episode=2,
     )
     assert pm["facts"] == [
-        {"key": "zeta", "text": "z2", "pinned": False, "priority": 0, "added_seq": 1, "updated_seq": 4},
+        {"key": "zeta", "text": "z2", "pinned": False, "priority": 0, "added_seq": 1, "updated_seq": 4,
+         "source": "agent", "episode": 2},
     ]
     assert store.read_project_memory() == pm
 

@@ -347,16 +347,28 @@ class MemoryStore:
         """Write project_memory.json (redacted, defaults filled, facts sorted by key)."""
         self._project_memory.write(pm)
 
-    def apply_memory_ops(self, ops: list[dict[str, Any]], *, seq: int) -> dict[str, Any]:
+    def apply_memory_ops(
+        self, ops: list[dict[str, Any]], *, seq: int, source: str = "agent", episode: int | None = None
+    ) -> dict[str, Any]:
         """Apply `memory` ops to the project's facts, write, and return the new project memory.
 
         `add` replaces the fact with the same key (keeping its `added_seq`),
         `remove` deletes it. Each fact is {key, text, pinned, priority,
-        added_seq, updated_seq}, `seq` being the checkpoint sequence (recency).
+        added_seq, updated_seq, source, episode}, `seq` being the checkpoint
+        sequence (recency), `source` who proposed it ("agent" or "user").
         An op with an empty key (the protocol lets an agent send one) is
         skipped; a malformed op raises ValueError before anything is written.
         """
-        return self._project_memory.apply_ops(ops, seq=seq)
+        return self._project_memory.apply_ops(ops, seq=seq, source=source, episode=episode)
+
+    def update_project_memory(
+        self, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> dict[str, Any]:
+        """Read project_memory.json, `change` it, write it, all under the write lock; return it.
+
+        The only safe way to change it while a run may be live: a read, then a
+        later write, would undo whatever another process wrote in between."""
+        return self._project_memory.update(change)
 
     # --------------------------------------------------------- context_index.json
 

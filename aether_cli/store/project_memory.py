@@ -6,7 +6,11 @@ Promises:
   that are objects with a string key, else `CorruptMemoryError`;
 - a write is redacted, atomic, with facts sorted by key (stable diffs);
 - `apply_ops` validates every op before touching anything, then reads,
-  changes and writes under the `WriteLock`, so concurrent ops are not lost.
+  changes and writes under the `WriteLock`, so concurrent ops are not lost;
+  `update` does the same for any change (a person's `aether memory` command
+  and a live run's checkpoint never overwrite each other);
+- a fact records who proposed it (`source`: "agent" or "user") and the
+  episode it came from; a person's pin survives the agent re-adding the fact.
 
 It knows nothing of checkpoints or tasks beyond the sequence number an op is
 stamped with.
@@ -15,6 +19,7 @@ stamped with.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from aether_cli.errors import CorruptMemoryError
@@ -60,20 +65,29 @@ def _check_op(op: Any) -> dict[str, Any]:
     return {"op": kind, "key": key, "text": text, "pinned": pinned, "priority": priority}
 
 
-def _apply(facts: dict[str, dict[str, Any]], op: dict[str, Any], seq: int) -> None:
+def _apply(
+    facts: dict[str, dict[str, Any]], op: dict[str, Any], seq: int, source: str, episode: int | None
+) -> None:
     key = op["key"]
     if op["op"] == "remove":
         facts.pop(key, None)
         return
     old = facts.get(key)
-    facts[key] = {
+    # A person pinned it (`aether memory pin`): the agent re-adding the fact keeps the pin.
+    user_pin = bool(old and old.get("pinned_by") == "user" and old.get("pinned") is True)
+    fact = {
         "key": key,
         "text": op["text"],
-        "pinned": op["pinned"],
+        "pinned": op["pinned"] or user_pin,
         "priority": op["priority"],
         "added_seq": old.get("added_seq", seq) if old else seq,
         "updated_seq": seq,
+        "source": source,
+        "episode": episode,
     }
+    if user_pin:
+        fact["pinned_by"] = "user"
+    facts[key] = fact
 
 
 class ProjectMemory:
@@ -105,14 +119,31 @@ class ProjectMemory:
             self._layout.ensure_dir(self._layout.root)
             atomic_write(self._layout.project_memory_path, dumps(record))
 
-    def apply_ops(self, ops: list[dict[str, Any]], *, seq: int) -> dict[str, Any]:
-        """Apply `memory` ops to the facts, write, and return the new project memory."""
-        checked = [op for op in map(_check_op, ops) if op["key"].strip()]
+    def update(self, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+        """Read, `change` (in place, or return a new one), write, all under the write lock; return it.
+
+        A corrupt file raises `CorruptMemoryError` before `change` runs, so it is
+        never overwritten; `change` may raise to write nothing. Nothing changed, nothing is written."""
         with self._write_lock.held():
             pm = self.read()
+            before = copy.deepcopy(pm)
+            changed = change(pm)
+            after = pm if changed is None else changed
+            if after == before:
+                return before
+            self.write(after)
+            return self.read()
+
+    def apply_ops(
+        self, ops: list[dict[str, Any]], *, seq: int, source: str = "agent", episode: int | None = None
+    ) -> dict[str, Any]:
+        """Apply `memory` ops to the facts, write, and return the new project memory."""
+        checked = [op for op in map(_check_op, ops) if op["key"].strip()]
+
+        def change(pm: dict[str, Any]) -> None:
             facts = {f["key"]: f for f in pm["facts"]}
             for op in checked:
-                _apply(facts, op, seq)
+                _apply(facts, op, seq, source, episode)
             pm["facts"] = [facts[k] for k in sorted(facts)]
-            self.write(pm)
-            return self.read()
+
+        return self.update(change)

@@ -194,23 +194,27 @@ class Checkpointer:
             )
 
     def _learn(self, ck: dict[str, Any], log: EpisodeLog) -> None:
-        """Bring project memory up to date: memory operations, newly finished tasks, the objective."""
+        """Bring project memory up to date: memory operations, newly finished tasks, the objective.
+
+        One read-modify-write under the store's write lock: a person's `aether memory`
+        change made while this run is live is read here, never overwritten."""
         s = self.settings
         seq = int(ck["id"].split("_")[1])
-        pm = self.store.read_project_memory()
         if log.memory_ops:
-            pm = self.store.apply_memory_ops(log.memory_ops, seq=seq)
-        finished = {t.get("id") for t in pm.get("finished_tasks", [])}
-        new_done = [
-            {"id": t["id"], "title": t.get("title", "")}
-            for t in self.store.list_tasks()
-            if t.get("status") == "done" and t["id"] not in finished
-        ]
-        if new_done or (s.objective and pm.get("objective") != s.objective):
+            self.store.apply_memory_ops(log.memory_ops, seq=seq, source="agent", episode=ck.get("episode"))
+
+        def change(pm: dict[str, Any]) -> None:
+            finished = {t.get("id") for t in pm.get("finished_tasks", [])}
+            new_done = [
+                {"id": t["id"], "title": t.get("title", "")}
+                for t in self.store.list_tasks()
+                if t.get("status") == "done" and t["id"] not in finished
+            ]
             pm["finished_tasks"] = [*pm.get("finished_tasks", []), *new_done]
             if s.objective:
                 pm["objective"] = s.objective
-            self.store.write_project_memory(pm)
+
+        self.store.update_project_memory(change)
 
     def _report(self, ck: dict[str, Any], trigger: str, episode_tokens: int) -> None:
         self.record(
