@@ -13,6 +13,7 @@ Knows nothing of the terminal, Rich or the supervisor.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from aether_cli.errors import AetherError
@@ -25,12 +26,53 @@ def _count(value: Any) -> int:
     return value if type(value) is int and 0 <= value < 1 << 53 else 0
 
 
-def _ledger(store: MemoryStore, session_id: str) -> list[dict[str, Any]]:
-    """The session's ledger records, or none when it is not here (a clone, a pruned run)."""
+def _records(store: MemoryStore, session_id: str) -> Iterator[dict[str, Any]]:
+    """The session's ledger records, streamed (a ledger may hold 256 MiB); none when it is not
+    here (a clone, a pruned run)."""
     try:
-        return list(read_ledger(store.ledger_path(session_id)))
+        yield from read_ledger(store.ledger_path(session_id))
     except (OSError, AetherError):
-        return []
+        return
+
+
+def _tally(records: Iterator[dict[str, Any]]) -> dict[str, Any]:
+    """Counts over the ledger in one pass: what the summary needs of it, no more."""
+    episodes: set[int] = set()
+    ckpts: list[str] = []
+    launches = relaunches = steps = redone = 0
+    end: dict[str, Any] = {}
+    first = last = None
+    for r in records:
+        kind = r.get("kind")
+        if type(r.get("episode")) is int:
+            episodes.add(r["episode"])
+        if isinstance(r.get("ts"), str):
+            first, last = first or r["ts"], r["ts"]
+        if kind == "event":
+            steps += isinstance(r.get("event"), dict) and r["event"].get("type") == "tool_call"
+        elif kind == "launch":
+            launches += 1
+            relaunches += bool(r.get("checkpoint"))
+        elif kind == "command" and r.get("command") == "rehydrate":
+            relaunches += 1
+        elif kind == "checkpoint" and isinstance(r.get("id"), str):
+            ckpts.append(r["id"])
+        elif kind == "continuity":
+            redone += _count(r.get("redone"))
+        elif kind == "end":
+            end = r
+    return {
+        "status": str(end.get("status") or ""),
+        "message": str(end.get("message") or ""),
+        "episodes": len(episodes),
+        "launches": launches,
+        "relaunches": relaunches,
+        "checkpoint_ids": ckpts,
+        "steps": steps,
+        "steps_redone": redone,
+        "started_at": first,
+        "ended_at": last,
+    }
 
 
 def _checkpoint_figures(store: MemoryStore, ids: list[str]) -> dict[str, Any]:
@@ -58,35 +100,13 @@ def _checkpoint_figures(store: MemoryStore, ids: list[str]) -> dict[str, Any]:
 
 def summarize(store: MemoryStore, session_id: str) -> dict[str, Any]:
     """The figures of `session_id` (every run of it, resumes included) as one plain dict."""
-    records = _ledger(store, session_id)
-    kinds = Counter(str(r.get("kind")) for r in records)
-    episodes = {r["episode"] for r in records if type(r.get("episode")) is int}
-    ckpts = [r["id"] for r in records if r.get("kind") == "checkpoint" and isinstance(r.get("id"), str)]
-    relaunches = sum(1 for r in records if r.get("kind") == "launch" and r.get("checkpoint"))
-    relaunches += sum(1 for r in records if r.get("kind") == "command" and r.get("command") == "rehydrate")
-    steps = sum(
-        1
-        for r in records
-        if r.get("kind") == "event"
-        and isinstance(r.get("event"), dict)
-        and r["event"].get("type") == "tool_call"
-    )
-    redone = sum(_count(r.get("redone")) for r in records if r.get("kind") == "continuity")
-    end: dict[str, Any] = next((r for r in reversed(records) if r.get("kind") == "end"), {})
-    stamps = [r["ts"] for r in records if isinstance(r.get("ts"), str)]
+    tally = _tally(_records(store, session_id))
+    ckpts = tally.pop("checkpoint_ids")
     return {
         "session_id": session_id,
-        "status": str(end.get("status") or ""),
-        "message": str(end.get("message") or ""),
-        "episodes": len(episodes),
-        "launches": kinds["launch"],
-        "relaunches": relaunches,
+        **tally,
         "checkpoints": len(ckpts),
         "last_checkpoint": ckpts[-1] if ckpts else None,
-        "steps": steps,
-        "steps_redone": redone,
-        "started_at": stamps[0] if stamps else None,
-        "ended_at": stamps[-1] if stamps else None,
         **_checkpoint_figures(store, ckpts),
         "memory": str(store.root),
     }

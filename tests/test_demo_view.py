@@ -16,8 +16,10 @@ from screen import scrollback
 from test_terminal import run_in_pty
 
 from aether_cli import protocol as P
-from aether_cli.live_view import LiveReporter, context_bar, reporter_for
+from aether_cli.live_view import LiveReporter, context_bar, reporter_for, summary_view
 from aether_cli.render import TerminalReporter
+from aether_cli.run_summary import summarize
+from aether_cli.store.memory import MemoryStore
 
 ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MARKS = (0.6, 0.8, 0.95)
@@ -219,3 +221,36 @@ def test_in_a_terminal_the_demo_folds_the_agent_and_ends_with_a_true_summary(pro
     assert rows["details"] == f"aether report {session}"
     assert rows["session"].startswith(f"{session}: agent reported done")
     assert len(lines) < 40, text  # at a glance: the plain run prints over 100
+
+
+def test_the_summary_reads_an_odd_ledger_without_trusting_it(project: Path) -> None:
+    store = MemoryStore(project / ".memory")
+    store.init()
+    sid = "ses_20260101T000000_abcdef"
+    records = [
+        {"kind": "launch", "episode": 1, "checkpoint": None, "ts": "2026-01-01T00:00:00.000Z"},
+        {"kind": "event", "episode": 1, "event": {"type": "tool_call", "id": "1", "name": "x"}},
+        {"kind": "event", "episode": 1, "event": "not an object"},
+        {"kind": "checkpoint", "episode": 1, "id": "chk_000001_00000000"},  # its file is gone
+        {"kind": "continuity", "redone": "lots"},
+        {"kind": "launch", "episode": True, "checkpoint": "chk_000001_00000000"},
+        {"kind": "command", "command": "rehydrate", "episode": 2},
+        {"kind": "end", "status": "done", "message": "fine", "ts": "2026-01-01T00:00:09.500Z"},
+    ]
+    path = store.ledger_path(sid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records) + b"{torn")
+    data = summarize(store, sid)
+    assert {k: data[k] for k in ("episodes", "relaunches", "checkpoints", "steps", "steps_redone")} == {
+        "episodes": 2,
+        "relaunches": 2,
+        "checkpoints": 1,
+        "steps": 1,
+        "steps_redone": 0,
+    }
+    assert data["tokens_saved"] == 0 and data["status"] == "done"
+    out = Console(file=io.StringIO(), width=100)
+    out.print(summary_view(data))
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    assert "fine, 9.5s" in text and f"aether report {sid}" in text and "tokens saved" not in text
+    assert summarize(store, "ses_20260101T000000_000000")["episodes"] == 0  # no ledger here
