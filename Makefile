@@ -25,10 +25,8 @@ demo: $(STAMP)
 		--context-window 4000 -- \
 		../$(BIN)/python -m aether_cli.demo_agent ../aether_cli --report report.md --delay 0.15
 	@echo
-	cd $(DEMO_DIR) && ../$(BIN)/aether status
-	cd $(DEMO_DIR) && ../$(BIN)/aether checkpoints
-	@echo
 	@echo "The report: $(DEMO_DIR)/report.md   The memory: $(DEMO_DIR)/.memory/"
+	@echo "More: cd $(DEMO_DIR) && ../$(BIN)/aether status   (or: aether checkpoints, aether show, aether report)"
 
 ## test: the whole suite, slow end-to-end tests included (the HTML report is rendered in headless Chromium)
 test: $(STAMP) chromium

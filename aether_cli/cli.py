@@ -237,16 +237,20 @@ def _supervise(
     # Before the heavy imports and the tokenizer: a second run must fail at once.
     store.ensure_unlocked()
     _confirm_launch(store, settings, typed=typed, yes=yes)
-    from aether_cli.render import TerminalReporter
+    from aether_cli.live_view import reporter_for
     from aether_cli.settings import unknown_model_warning
     from aether_cli.supervisor import Supervisor
 
-    console = _console()
-    reporter = TerminalReporter(console, quiet=settings.quiet)
+    marks = (settings.soft_at, settings.checkpoint_at, settings.emergency_at)
+    reporter = reporter_for(_console(), quiet=settings.quiet, marks=marks)
     for warning in (note, unknown_model_warning(settings.model, settings.context_window)):
         if warning:
             reporter.notice(warning, "warn")
     result = Supervisor(settings, store, reporter=reporter).run(plan)
+    if reporter.shows_summary:
+        from aether_cli.run_summary import summarize
+
+        reporter.summary(summarize(store, result.session_id))
     raise typer.Exit(result.exit_code)
 
 

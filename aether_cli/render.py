@@ -1,8 +1,9 @@
-"""Terminal output: the live run view and the `status`/`checkpoints`/`show` views.
+"""Terminal output: the run's plain lines and the `status`/`checkpoints`/`show` views.
 
-Rich renders in a terminal (colour, a live context-usage line); in a pipe the
-same information comes as plain lines, and `NO_COLOR`/`TERM=dumb` are
-honoured by Rich itself. Nothing here decides anything: it only shows what
+A run in a pipe (or `TERM=dumb`) prints plain lines, one per event, with no
+escape codes; a run in a terminal gets `live_view` (the agent folded, a live
+context bar, a summary), chosen by `live_view.reporter_for`.
+`NO_COLOR` is honoured by Rich itself. Nothing here decides anything: it only shows what
 the supervisor and the commands hand it.
 
 Everything of the agent's (its text, stderr, events, and the stored memory it
@@ -24,12 +25,18 @@ from rich.text import Text
 
 from aether_cli.plain_text import clean
 
-if TYPE_CHECKING:  # the live view's imports are done by TerminalReporter: `status` needs neither
-    from rich.live import Live
-
+if TYPE_CHECKING:
     from aether_cli import protocol as P
 
-STYLES = {"info": "cyan", "ok": "green", "warn": "yellow", "error": "bold red"}
+# "checkpoint" and "launch" are "ok" notices the live view lifts out (live_view.PROMINENT).
+STYLES = {
+    "info": "cyan",
+    "ok": "green",
+    "warn": "yellow",
+    "error": "bold red",
+    "checkpoint": "green",
+    "launch": "green",
+}
 MAX_SHOWN = 240
 
 
@@ -50,19 +57,17 @@ def bar(fraction: float, width: int = 24) -> str:
 
 
 class TerminalReporter:
-    """Shows the agent's output and the supervisor's notices as the run goes."""
+    """Shows the agent's output and the supervisor's notices as plain lines, as the run goes.
 
-    def __init__(self, console: Console, *, quiet: bool = False, live: bool | None = None) -> None:
+    This is the view of a pipe (and of `TERM=dumb`): one line per event, no live
+    region, no summary. A terminal gets `live_view.LiveReporter` (see `live_view.reporter_for`).
+    """
+
+    shows_summary = False
+
+    def __init__(self, console: Console, *, quiet: bool = False) -> None:
         self.console = console
         self.quiet = quiet
-        use_live = console.is_terminal if live is None else live
-        self._live: Live | None = None
-        self._status = Text("")
-        if use_live:
-            from rich.live import Live
-
-            self._live = Live(self._status, console=console, refresh_per_second=4, transient=True)
-            self._live.start()
 
     def event(self, ev: P.Event) -> None:
         """One line per message, tool call, failed result, task change or done."""
@@ -119,24 +124,13 @@ class TerminalReporter:
         self.console.print(Text.assemble(("aether ", "bold " + STYLES.get(kind, "")), clean(text)))
 
     def usage(self, *, episode: int, used: int, window: int, reported: bool) -> None:
-        """Refresh the live context line (terminal only)."""
-        if self._live is None:
-            return
-        frac = used / window if window else 0.0
-        src = "reported" if reported else "counted"
-        style = "green" if frac < 0.6 else "yellow" if frac < 0.8 else "red"
-        self._status = Text.assemble(
-            ("context ", "bold"),
-            (bar(frac), style),
-            f" {frac:5.1%}  {used:,}/{window:,} tokens ({src})  episode {episode}",
-        )
-        self._live.update(self._status)
+        """Nothing: a pipe gets no live context line."""
 
     def close(self) -> None:
-        """Stop the live line."""
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
+        """Nothing to close."""
+
+    def summary(self, data: dict[str, Any]) -> None:
+        """Nothing: the plain view's last lines stay the supervisor's own."""
 
 
 def _dash(value: Any) -> str:
@@ -287,8 +281,7 @@ def _checkpoint_rows(head: Table, ck: dict[str, Any] | None) -> None:
         _add(
             head,
             "compression",
-            f"{ck.get('episode_tokens')} → {ck.get('checkpoint_tokens')} "
-            f"tokens ({ck['compression']:.1f}x)",
+            f"{ck.get('episode_tokens')} → {ck.get('checkpoint_tokens')} tokens ({ck['compression']:.1f}x)",
         )
     if ck.get("parent_note"):
         _add(head, "", _text(str(ck["parent_note"]), "dim"))

@@ -12,7 +12,11 @@ from aether_cli import protocol as P
 
 
 class Reporter(Protocol):
-    """Where the supervisor says what happens (the terminal, or nothing)."""
+    """Where the supervisor says what happens (the terminal, or nothing).
+
+    A notice's `kind` is "info", "ok", "warn" or "error"; "checkpoint" (one was
+    written) and "launch" (an episode began) are "ok" notices a view may lift out.
+    """
 
     def event(self, ev: P.Event) -> None: ...
     def stderr(self, text: str) -> None: ...

@@ -9,7 +9,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "aether_cli"
 MAP = PACKAGE.parent / "docs" / "architecture.md"
 # Only these may import typer or rich: the core knows nothing of the terminal.
-EDGE = {"aether_cli.cli", "aether_cli.cli_memory", "aether_cli.render", "aether_cli.report_render"}
+EDGE = {
+    "aether_cli.cli", "aether_cli.cli_memory", "aether_cli.render", "aether_cli.report_render",
+    "aether_cli.live_view",
+}
 
 
 def module_name(path: Path) -> str:

@@ -352,7 +352,7 @@ def supervise(project: Path, command: tuple[str, ...], console: Console, *, quie
         command=command, objective="x", stop_grace=1, term_grace=1, max_restarts=2, min_uptime=10.0
     )
     clock = StillClock()
-    reporter = TerminalReporter(console, quiet=quiet, live=False)
+    reporter = TerminalReporter(console, quiet=quiet)
     sup = Supervisor(
         settings,
         MemoryStore(project / ".memory"),
@@ -439,7 +439,7 @@ def hostile_events() -> list[P.Event]:
 
 def test_the_live_view_filters_the_agents_escape_sequences() -> None:
     console = plain_console()
-    rep = TerminalReporter(console, live=False)
+    rep = TerminalReporter(console)
     for ev in hostile_events():
         rep.event(ev)
     rep.stderr(HOSTILE)

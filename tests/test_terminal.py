@@ -62,8 +62,8 @@ def test_terminal_gets_a_live_context_line_and_colour(project: Path) -> None:
     assert code == 0, out
     assert "\x1b[" in out  # styled output
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
-    assert re.search(r"context \[#+\.*\] +\d+\.\d% +[\d,]+/4,000 tokens \(counted\)", plain)
-    assert "→ run_step" in plain  # one line per tool call
+    assert re.search(r"episode \d+ [█░│]{24} +\d+% +[\d,]+/4,000 tokens", plain)
+    assert "agent ▸ → run_step" in plain  # the agent's tool calls, folded into one live line
 
 
 def test_pipe_gets_plain_lines_without_escape_codes(project: Path) -> None:

@@ -249,7 +249,8 @@ class Supervisor:
         child.send(P.cmd_rehydrate(episode=self.session.episode, prompt=prompt.text, checkpoint=ck_id))
         self.session.record("command", command="rehydrate", checkpoint=ck_id, prompt_tokens=prompt.tokens)
         self.ui.notice(
-            f"episode {self.session.episode}: rehydrated in place from {ck_id} ({prompt.tokens} tokens)", "ok"
+            f"episode {self.session.episode}: rehydrated in place from {ck_id} ({prompt.tokens} tokens)",
+            "launch",
         )
         return prompt.tokens
 

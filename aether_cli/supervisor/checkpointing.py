@@ -231,7 +231,7 @@ class Checkpointer:
         self.notice(
             f"checkpoint {ck['id']} ({trigger}, {ck.get('distiller')}{fallback}): "
             f"{m['episode_tokens']} → {m['checkpoint_tokens']} tokens ({compression(ck):.1f}x)",
-            "ok",
+            "checkpoint",
         )
 
     def _command_distiller(self, max_tokens: int, log: EpisodeLog) -> Any:

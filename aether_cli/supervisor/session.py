@@ -230,7 +230,8 @@ class Session:
         )
         where = f"from {ckpt_id}" if ckpt_id else "fresh"
         self.ui.notice(
-            f"episode {self.episode}: launched pid {child.pid} ({where}, prompt {prompt.tokens} tokens)", "ok"
+            f"episode {self.episode}: launched pid {child.pid} ({where}, prompt {prompt.tokens} tokens)",
+            "launch",
         )
         return child
 
