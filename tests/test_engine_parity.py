@@ -13,7 +13,7 @@ import orjson
 import pytest
 from helpers import AGENTS, aether, agent_cmd
 
-from aether_cli import Engine, run
+from aether_cli import Engine, resume_run, run
 
 sys.path.insert(0, str(AGENTS))
 from parity_agent import script
@@ -138,3 +138,12 @@ def test_run_from_python_is_aether_run(tmp_path: Path) -> None:
     cli, api = memory_files(cli_dir / ".memory"), memory_files(api_dir / ".memory")
     assert sorted(cli) == sorted(api)
     assert [d for name in cli for d in near(cli[name], api[name], name)] == []
+
+
+def test_resume_run_continues_a_stopped_session_as_aether_resume_does(project: Path) -> None:
+    argv = agent_cmd("parity_agent.py", str(STEPS), str(MAX_STEPS))
+    first = run(argv, objective=OBJECTIVE, context_window=WINDOW, max_steps=MAX_STEPS, max_episodes=1)
+    assert (first.exit_code, first.status, first.episode) == (0, "stopped", 1)
+    rest = resume_run(max_episodes=5)  # the stored limit of 1 would stop it again
+    assert (rest.exit_code, rest.status, rest.session_id) == (0, "done", first.session_id)
+    assert rest.episode == 3 and rest.last_checkpoint is not None
