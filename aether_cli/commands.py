@@ -115,7 +115,8 @@ def check_overhead(settings: Settings, fmt: str) -> int:
 
 
 def resume_plan(
-    store: MemoryStore, ref: str | None, flags: dict[str, Any], *, force: bool = False
+    store: MemoryStore, ref: str | None, flags: dict[str, Any], *, force: bool = False,
+    need_command: bool = True,
 ) -> tuple[ResumePlan, Settings, str]:
     """Where `aether resume` continues: (ResumePlan, settings, a note about recovery).
 
@@ -124,6 +125,7 @@ def resume_plan(
     one, else the latest) and the note names any newer one it had to skip as
     corrupt. A named `ref` that is corrupt is refused (CorruptMemoryError);
     one that only fails its sha256 (edited by hand) is used with `force`.
+    `need_command`: False for the in-process engine, which launches nothing.
     """
     from aether_cli.plan import ResumePlan
     from aether_cli.settings import build_settings
@@ -142,7 +144,7 @@ def resume_plan(
     stored = dict(cont.get("settings") or {})
     stored["command"] = cont.get("command") or stored.get("command") or []
     settings = build_settings(flags, config_path=store.root / C.CONFIG_FILE, stored=stored)
-    if not settings.command:
+    if need_command and not settings.command:
         raise AetherError("the stored session has no agent command; start a new run with `aether run -- CMD`")
     plan = ResumePlan(
         session_id=str(cont.get("session_id") or ""),

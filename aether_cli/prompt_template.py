@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
-import aether_cli
 from aether_cli import constants as C
 from aether_cli.errors import AetherError
 
@@ -124,7 +123,8 @@ def load_template(name: str, memory_dir: Path | None) -> str:
     looked.append(f"aether_cli/templates/{name} (package data)")
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    repo = Path(aether_cli.__file__).resolve().parent.parent / "templates" / name
+    # This file is in the package folder: the repository's templates/ is beside that folder.
+    repo = Path(__file__).resolve().parent.parent / "templates" / name
     looked.append(str(repo))
     if repo.is_file():
         return repo.read_text(encoding="utf-8")

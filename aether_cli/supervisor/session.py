@@ -26,11 +26,12 @@ from aether_cli.adapters import context_overhead, detect_format, make_adapter
 from aether_cli.budget import Budget, decide_window
 from aether_cli.distill import HandoffResult
 from aether_cli.episode_log import EpisodeLog
+from aether_cli.episode_prompt import episode_prompt
 from aether_cli.git_memory import MemoryCommits, MemoryGit
 from aether_cli.handoff import handoff_request
 from aether_cli.launcher import Child, become_subreaper, end_session_processes, reap_orphans
 from aether_cli.plan import ResumePlan, RunResult
-from aether_cli.rehydrate import Prompt, first_prompt, prompt_budget, rehydrate_prompt
+from aether_cli.rehydrate import Prompt
 from aether_cli.reporter import Reporter
 from aether_cli.settings import Settings, window_for_model
 from aether_cli.store import MemoryStore
@@ -188,28 +189,16 @@ class Session:
 
     def prompt(self) -> Prompt:
         """The launch prompt: the first one, or one rehydrated from the last checkpoint."""
-        s = self.settings
-        budget = prompt_budget(self.window, s.prompt_budget)
-        if self.overflow_streak:
-            budget = max(64, budget >> self.overflow_streak)
-        facts = self.store.read_project_memory().get("facts", [])
-        if self.last_checkpoint is None:
-            return first_prompt(
-                objective=s.objective,
-                facts=facts,
-                count=self.counter.count,
-                budget=budget,
-                memory_dir=self.store.root,
-                session=self.session_id,
-            )
-        return rehydrate_prompt(
+        return episode_prompt(
+            self.store,
+            self.counter.count,
+            objective=self.settings.objective,
+            window=self.window,
+            budget_override=self.settings.prompt_budget,
             checkpoint=self.last_checkpoint,
-            tasks=self.store.list_tasks(),
-            facts=facts,
             episode=self.episode,
-            count=self.counter.count,
-            budget=budget,
-            memory_dir=self.store.root,
+            session_id=self.session_id,
+            shrink=self.overflow_streak,
         )
 
     def launch(self, prompt: Prompt) -> Child:
