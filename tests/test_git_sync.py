@@ -72,7 +72,7 @@ def test_push_on_one_clone_pull_and_resume_on_the_other(machines: tuple[Path, Pa
     assert "already up to date" in aether("pull", cwd=b).stdout
 
     # The other clone continues the session where the first one left it.
-    res = aether("resume", cwd=b)
+    res = aether("resume", "--yes", cwd=b)  # another clone: the command is confirmed once
     assert res.returncode == 0, res.stderr
     cont = read_json(b / ".memory" / "session_continuity.json")
     assert cont["session_id"] == session and cont["episode"] == 2
@@ -96,7 +96,7 @@ def test_a_session_continued_on_both_clones_is_refused(machines: tuple[Path, Pat
     assert aether("push", cwd=a).returncode == 0
     assert aether("pull", cwd=b).returncode == 0
     # Both clones continue the same session, each on its own.
-    assert aether("resume", cwd=b).returncode == 0
+    assert aether("resume", "--yes", cwd=b).returncode == 0  # another clone: confirmed once
     assert aether("resume", cwd=a).returncode == 0
     assert aether("push", cwd=b).returncode == 0
     res = aether("push", cwd=a)
@@ -114,8 +114,8 @@ def test_a_memory_changed_here_is_not_overwritten(machines: tuple[Path, Path, Pa
     assert aether("run", *RUN, *AGENT, cwd=a).returncode == 0
     assert aether("push", cwd=a).returncode == 0
     assert aether("pull", cwd=b).returncode == 0
-    config = b / ".memory" / "config.toml"
-    config.write_text(config.read_text() + "# edited on b\n")
+    readme = b / ".memory" / "README.md"  # a committed file (`run` writes no config.toml)
+    readme.write_text(readme.read_text() + "\nedited on b\n")
     before = memory_digest(b)
     res = aether("pull", cwd=b)
     assert res.returncode == 1 and "the two have diverged" in res.stderr and res.stderr.count("\n") == 1
