@@ -129,8 +129,8 @@ def test_claude_writes_its_own_handoff_and_rules_fill_in(project: Path, env: dic
     # The handoff request went on Claude's stdin after an interrupt (or between turns).
     sent = jsonl(project / "stdin.jsonl")
     assert any(m["type"] == "user" and "handoff" in m["message"]["content"].lower() for m in sent)
-    status = aether("status", env={"COLUMNS": "200"}).stdout
-    assert "agent+rules" in status or "done" in status
+    listed = aether("checkpoints", env={"COLUMNS": "200"}).stdout
+    assert listed.count("agent+rules") == len(relaunch), listed
 
 
 @pytest.mark.parametrize(
