@@ -88,8 +88,8 @@ def run(
     command = _argv(argv)
     options = run_options(settings, where="run()")
     store = store_at(memory_dir, where)
-    settings = commands.prepare_run(store, command, options)
-    return _supervise(store, settings, None, where, reporter, commands.typed_items(options, "command"))
+    s = commands.prepare_run(store, command, options)
+    return _supervise(store, s, None, where, reporter, commands.typed_items(options, "command"))
 
 
 def resume_run(

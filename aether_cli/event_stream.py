@@ -15,6 +15,7 @@ Knows nothing of the supervisor, the store or the terminal.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -35,9 +36,9 @@ USAGE_EVERY = 1.0
 class EventStream:
     """The writer of one run's event lines."""
 
-    def __init__(self, out: IO[bytes] | IO[str], *, name: str, owned: bool) -> None:
+    def __init__(self, out: IO[Any], *, name: str, owned: bool) -> None:
         # `owned`: a file this stream opened (binary, closed at the end); else stderr (text).
-        self._out: IO[bytes] | IO[str] | None = out
+        self._out: IO[Any] | None = out
         self.name = name
         self._owned = owned
         self.session = ""
@@ -64,24 +65,23 @@ class EventStream:
         ) + b"\n"
         try:
             if self._owned:
-                self._out.write(line)  # type: ignore[arg-type]
+                self._out.write(line)
             else:
-                self._out.write(line.decode())  # type: ignore[arg-type]
+                self._out.write(line.decode())
             self._out.flush()
         except (OSError, ValueError) as exc:
             # Quiet first: the warning below is itself a notice that would come back here.
-            self._out = None
             self.failed = f"{self.name}: {getattr(exc, 'strerror', None) or exc}"
+            self.close()
             self.on_fail(f"--events stopped: cannot write {self.failed}; the run goes on")
 
     def close(self) -> None:
         """Close the file (never stderr)."""
         out, self._out = self._out, None
         if out is not None and self._owned:
-            try:
+            # What a failed write left in the buffer cannot be written either: the file closes anyway.
+            with contextlib.suppress(OSError, ValueError):
                 out.close()
-            except OSError as exc:
-                self.failed = f"{self.name}: {exc.strerror or exc}"
 
 
 class StreamingReporter:

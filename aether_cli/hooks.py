@@ -154,7 +154,8 @@ def run_hook(
             reason = getattr(exc, "strerror", None) or str(exc)
             return HookResult(event, None, False, clock() - start, "", 0, error=reason)
     capture = Capture()
-    timed_out = not _read_until_done(proc, capture, deadline=start + timeout, clock=clock, cancelled=cancelled)
+    deadline = start + timeout
+    timed_out = not _read_until_done(proc, capture, deadline=deadline, clock=clock, cancelled=cancelled)
     if timed_out:
         _signal_group(proc.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):

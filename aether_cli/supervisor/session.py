@@ -26,8 +26,8 @@ from aether_cli.adapters import context_overhead, detect_format, make_adapter
 from aether_cli.budget import Budget, decide_window
 from aether_cli.distill import HandoffResult
 from aether_cli.episode_log import EpisodeLog
-from aether_cli.event_stream import EventStream
 from aether_cli.episode_prompt import episode_prompt
+from aether_cli.event_stream import EventStream
 from aether_cli.git_memory import MemoryCommits, MemoryGit
 from aether_cli.handoff import handoff_request
 from aether_cli.launcher import Child, become_subreaper, end_session_processes, reap_orphans
