@@ -128,6 +128,8 @@ def hook_env(base: Mapping[str, str], event: Mapping[str, Any], memory_dir: Path
     env = {k: v for k, v in base.items() if k not in ENV_FIELDS.values()}
     for name, var in ENV_FIELDS.items():
         value = event.get(name)
+        if name == "checkpoint" and event.get("event") == "checkpoint":
+            value = event.get("id")  # the checkpoint just written is the event's own id
         if value is not None:
             env[var] = str(value)
     env["AETHER_MEMORY_DIR"] = str(memory_dir)
