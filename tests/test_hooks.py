@@ -222,7 +222,8 @@ def config(tmp_path: Path, text: str) -> Path:
 
 
 def test_hooks_come_from_the_hooks_table_of_config_toml(tmp_path: Path) -> None:
-    path = config(tmp_path, '[hooks]\non_checkpoint = "notify-send ck"\non_done = "make report"\ntimeout = 5\n')
+    text = '[hooks]\non_checkpoint = "notify-send ck"\non_done = "make report"\ntimeout = 5\n'
+    path = config(tmp_path, text)
     s = build_settings({}, config_path=path, environ={})
     assert (s.hook("checkpoint"), s.hook("done"), s.hook("crash"), s.hook_timeout) == (
         "notify-send ck", "make report", None, 5.0,

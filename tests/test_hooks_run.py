@@ -57,7 +57,8 @@ def test_hooks_and_events_through_checkpoints_relaunches_and_the_end(project: Pa
     assert ck["env"]["AETHER_EPISODE"] == "1"
     assert ck["env"]["AETHER_MEMORY_DIR"] == str(project / ".memory") and ck["cwd"] == str(project)
     relaunch = runs[1]["stdin"]
-    assert (relaunch["episode"], relaunch["checkpoint"], relaunch["in_place"]) == (2, ck["stdin"]["id"], False)
+    assert relaunch["episode"] == 2 and relaunch["checkpoint"] == ck["stdin"]["id"]
+    assert relaunch["in_place"] is False and relaunch["trigger"] == "steps"
     done = runs[-1]
     assert done["stdin"]["status"] == "done" and done["stdin"]["exit_code"] == 0
     assert (done["stdin"]["checkpoints"], done["stdin"]["episodes"]) == (3, 3)
