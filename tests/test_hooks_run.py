@@ -208,3 +208,22 @@ def test_the_python_run_takes_hooks_and_events(project: Path, tmp_path: Path) ->
     assert not (project / "hook-ran").exists()
     # ...unless the caller's own replaces it.
     assert aether_cli.run(agent_cmd("stepper.py", "--steps", "1"), on_done="").exit_code == 0
+
+
+def test_an_in_place_rehydration_is_a_relaunch_and_thresholds_are_streamed(tmp_path: Path) -> None:
+    got = tmp_path / "hooks.jsonl"
+    events = tmp_path / "events.jsonl"
+    res = aether(
+        "run", "--context-window", "4000", "--events", str(events),
+        "--on-relaunch", script_hook(tmp_path, got),
+        "--", *agent_cmd("stepper.py", "--steps", "30", "--payload", "800", "--delay", "0.02", "--rehydrate"),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr + res.stdout
+    relaunches = [r["stdin"] for r in hook_runs(got)]
+    assert relaunches and all(r["in_place"] is True for r in relaunches)
+    assert [r["episode"] for r in relaunches] == list(range(2, len(relaunches) + 2))
+    stream = lines(events)
+    assert sum(e["event"] == "launch" for e in stream) == 1  # one process for the whole run
+    thresholds = [e for e in stream if e["event"] == "threshold"]
+    assert {"soft", "checkpoint"} <= {e["level"] for e in thresholds}
+    assert all(e["fraction"] > 0 and e["window"] == 4000 for e in thresholds)
