@@ -180,12 +180,12 @@ def merge_continuity(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, 
     for side in (ours, theirs):
         if (why := continuity_problem(side)) is not None:
             raise MergeError(why)
+        if not isinstance(side.get("session_id"), str):
+            raise MergeError("a side names no session")  # nothing to key it by: not ours to drop
     sessions = sessions_of(theirs)
     for sid, rec in sessions_of(ours).items():  # ours wins a tie
         if sid not in sessions or stamp(rec) >= stamp(sessions[sid]):
             sessions[sid] = rec
-    if not sessions:
-        raise MergeError("neither side names a session")
     top_id = max(sessions, key=lambda sid: (stamp(sessions[sid]), sid == ours.get("session_id")))
     result = dict(sessions[top_id])
     others = others_list(sessions, top_id)
