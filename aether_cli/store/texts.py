@@ -56,6 +56,8 @@ Secrets the agent printed are redacted before anything is written here.
 - `{C.CHECKPOINTS_DIR}/chk_<seq>_<hash>.json` — one file per checkpoint, never
   rewritten; the number is the sequence, the suffix a content hash.
 - `{C.TEMPLATES_DIR}/` — optional overrides of aether's prompt templates.
+- `.gitattributes` — names aether's merge driver for the shared JSON files, so
+  two branches that each ran aether merge cleanly (`aether doctor` checks it).
 - `{C.RUNS_DIR}/` — local only and git-ignored: run ledgers (JSONL), the live
   heartbeat, the start prompt, the lock of a running `aether run`, and
   `{C.TRUST_FILE}`, what this machine last ran (so `aether resume` asks before
