@@ -28,6 +28,7 @@ from aether_cli import constants as C
 from aether_cli.errors import AetherError, ChecksumMismatchError, LockedError
 from aether_cli.merge_driver import ensure_registered, registered
 from aether_cli.store import MemoryStore
+from aether_cli.store.continuity import sessions_of
 from aether_cli.store.files import read_bytes
 from aether_cli.store.merge import MAX_BYTES, has_markers, parse, resolve_conflicted
 from aether_cli.store.pruned import PRUNED_FILE
@@ -122,15 +123,17 @@ def check(store: MemoryStore) -> list[Finding]:
             findings.append(Finding(rel, found[0], hint=_file_hint(kind, found[1], rel)))
     diagnosis = store.diagnose_continuity()
     if diagnosis.damage is None and diagnosis.record is not None:
-        last = diagnosis.record.get("last_checkpoint")
-        if isinstance(last, str) and last and last not in set(store.checkpoint_ids()):
-            findings.append(
-                Finding(
-                    C.CONTINUITY_FILE,
-                    f"names checkpoint {last}, which is not in checkpoints/",
-                    hint="`aether resume` starts from the newest intact checkpoint instead",
+        known = set(store.checkpoint_ids())
+        for sid, rec in sessions_of(diagnosis.record).items():
+            last = rec.get("last_checkpoint")
+            if isinstance(last, str) and last and last not in known:
+                findings.append(
+                    Finding(
+                        C.CONTINUITY_FILE,
+                        f"session {sid} names checkpoint {last}, which is not in checkpoints/",
+                        hint="`aether resume` starts from the newest intact checkpoint instead",
+                    )
                 )
-            )
     for cid in store.checkpoint_ids():
         try:
             store.read_checkpoint(cid)

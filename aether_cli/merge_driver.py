@@ -90,27 +90,32 @@ def _fallback(base: Path, ours: Path, theirs: Path) -> None:
 
 
 def _git_config_file(start: Path) -> Path | None:
-    """The local config of the repository around `start`, found without running git."""
-    for folder in (start, *start.parents):
-        dot_git = folder / ".git"
-        if dot_git.is_dir():
-            return dot_git / "config"
-        if dot_git.is_file():  # a worktree or submodule: "gitdir: <path>"
-            try:
-                text = dot_git.read_text(encoding="utf-8", errors="replace")[:4096]
-            except OSError:
-                return None
-            if not text.startswith("gitdir:"):
-                return None
-            git_dir = (folder / text[len("gitdir:") :].strip().splitlines()[0]).resolve()
-            common = git_dir / "commondir"
-            if common.is_file():
-                try:
-                    git_dir = (git_dir / common.read_text(encoding="utf-8").strip()).resolve()
-                except OSError:
-                    return None
-            return git_dir / "config"
+    """The local config of the repository around `start`, found without running git; None
+    outside one (or where `.git` is something this does not read: then git is left alone)."""
+    try:
+        for folder in (start, *start.parents):
+            dot_git = folder / ".git"
+            if dot_git.is_dir():
+                return dot_git / "config"
+            if dot_git.is_file():  # a worktree or submodule: "gitdir: <path>"
+                return _linked_config(folder, dot_git)
+    except (OSError, ValueError, RuntimeError):
+        return None
     return None
+
+
+def _linked_config(folder: Path, dot_git: Path) -> Path | None:
+    with open(dot_git, encoding="utf-8", errors="replace") as f:
+        text = f.read(4096)
+    lines = text[len("gitdir:") :].strip().splitlines() if text.startswith("gitdir:") else []
+    if not lines or not lines[0].strip():
+        return None
+    git_dir = (folder / lines[0].strip()).resolve()
+    common = git_dir / "commondir"
+    if common.is_file():
+        with open(common, encoding="utf-8", errors="replace") as f:
+            git_dir = (git_dir / f.read(4096).strip()).resolve()
+    return git_dir / "config"
 
 
 def registered(memory_dir: Path, command: str | None = None) -> bool | None:
@@ -122,7 +127,8 @@ def registered(memory_dir: Path, command: str | None = None) -> bool | None:
         return None
     want = f"driver = {command or driver_command()}"
     try:
-        text = config.read_text(encoding="utf-8", errors="replace")
+        with open(config, encoding="utf-8", errors="replace") as f:
+            text = f.read(1 << 20)  # a local config is small; past 1 MiB, git config decides
     except OSError:
         return False
     at = text.find(f'[merge "{DRIVER_NAME}"]')

@@ -287,6 +287,7 @@ def conflicted_folder(root: Path) -> MemoryStore:
     return store
 
 
+@pytest.mark.slow
 def test_status_reads_through_conflict_markers_and_doctor_repairs(tmp_path: Path) -> None:
     store = conflicted_folder(tmp_path / ".memory")
     res = aether("status", "--json", "--memory-dir", str(store.root))
@@ -432,3 +433,19 @@ def test_a_merge_without_the_driver_is_rebuilt_instead_of_failing(tmp_path: Path
     res = aether("doctor", "--repair", "--memory-dir", str(copy))
     assert res.returncode == 0 and "fixed session_continuity.json" in res.stdout, res.stdout
     assert aether("doctor", "--memory-dir", str(copy)).returncode == 0
+
+
+def test_registration_in_a_linked_worktree_and_a_hostile_dot_git(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "repo")
+    git(repo, "worktree", "add", "-q", str(tmp_path / "wt"), "-b", "side")
+    memory = tmp_path / "wt" / ".memory"
+    assert merge_driver.registered(memory) is False
+    assert merge_driver.ensure_registered(memory).startswith("registered")
+    assert merge_driver.registered(memory) is True
+    assert git(repo, "config", "--local", "merge.aether.driver").strip() == merge_driver.driver_command()
+    for text in ("gitdir:", "gitdir: \n", "nonsense", "gitdir: /nowhere/at/all"):
+        odd = tmp_path / f"odd{len(text)}{text[:3]}"
+        odd.mkdir()
+        (odd / ".git").write_text(text)
+        assert merge_driver.registered(odd / ".memory") in (None, False)
+        merge_driver.ensure_registered(odd / ".memory")  # never raises
