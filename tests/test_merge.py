@@ -449,3 +449,13 @@ def test_registration_in_a_linked_worktree_and_a_hostile_dot_git(tmp_path: Path)
         (odd / ".git").write_text(text)
         assert merge_driver.registered(odd / ".memory") in (None, False)
         merge_driver.ensure_registered(odd / ".memory")  # never raises
+
+
+def test_a_new_session_on_a_conflicted_record_keeps_both_merged_sessions(tmp_path: Path) -> None:
+    store = conflicted_folder(tmp_path / ".memory")
+    note = store.repair_continuity(missing=False, rebuild=False)  # what `aether run` does first
+    assert "kept it as runs/session_continuity.json.bad-" in note and "both sides" in note
+    store.write_continuity(record("ses_c", ""))
+    cont = store.read_continuity() or {}
+    assert cont["session_id"] == "ses_c"
+    assert {r["session_id"] for r in cont["other_sessions"]} == {"ses_a", "ses_b"}

@@ -44,6 +44,7 @@ from aether_cli.store.lock import RunLock, WriteLock
 from aether_cli.store.tasks import Tasks
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CONFLICT_SOURCE = f"{C.CONTINUITY_FILE} (both sides of its git merge conflict)"
 
 
 @dataclass
@@ -122,6 +123,10 @@ class Recovery:
             diagnosis = Diagnosis(damage=None, present=present, record=record)
         if rebuild and (diagnosis.damage or not present):
             diagnosis.rebuilt, diagnosis.sources = self._rebuild()
+        elif diagnosis.damage and (merged := self._from_conflict()) is not None:
+            # Even a new session keeps the sessions a merge left in conflict: they are records,
+            # not guesses, and the new record carries them on in `other_sessions`.
+            diagnosis.rebuilt, diagnosis.sources = merged, [_CONFLICT_SOURCE]
         return diagnosis
 
     def repair(self, *, missing: bool = True, rebuild: bool = True) -> str:
@@ -189,7 +194,7 @@ class Recovery:
         checkpoint and its session's ledger; and those sources."""
         merged = self._from_conflict()
         if merged is not None:
-            return merged, [f"{C.CONTINUITY_FILE} (both sides of its git merge conflict)"]
+            return merged, [_CONFLICT_SOURCE]
         found, _ = self._checkpoints.newest_intact()
         if found is None:
             return None, []
