@@ -19,6 +19,8 @@ import orjson
 import pytest
 from gitrepo import GIT_ENV, git, init_repo
 from helpers import aether, agent_cmd, read_json
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aether_cli import constants as C
 from aether_cli import doctor, merge_driver
@@ -145,6 +147,11 @@ def test_pruned_index_and_tasks() -> None:
     assert merge("task", None, old, new) == new and merge("task", None, new, old) == new
     with pytest.raises(MergeError):
         merge("task", None, old, {**new, "id": "other"})
+    hostile = {"checkpoints": [{"id": a, "bytes": "many", "tokens": [1]}], "tasks": {}}
+    with pytest.raises(MergeError):
+        merge("index", None, hostile, theirs)
+    with pytest.raises(MergeError):
+        merge("index", None, {"checkpoints": [{"id": a, "bytes": "many"}], "tasks": []}, theirs)
 
 
 def test_conflict_sides_as_git_writes_them() -> None:
@@ -459,3 +466,45 @@ def test_a_new_session_on_a_conflicted_record_keeps_both_merged_sessions(tmp_pat
     cont = store.read_continuity() or {}
     assert cont["session_id"] == "ses_c"
     assert {r["session_id"] for r in cont["other_sessions"]} == {"ses_a", "ses_b"}
+
+
+# Field names the rules look at, so the generated objects reach them.
+_FIELDS = [
+    "session_id",
+    "updated_at",
+    "other_sessions",
+    "episode",
+    "command",
+    "facts",
+    "key",
+    "updated_seq",
+    "finished_tasks",
+    "pruned",
+    "checkpoints",
+    "tasks",
+    "id",
+    "bytes",
+    "tokens",
+    "status",
+    "_update_seq",
+    "objective",
+    "last_checkpoint",
+    "settings",
+]
+_SCALAR = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False)
+_JSON = st.recursive(
+    _SCALAR | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(_FIELDS), inner, max_size=6),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["continuity", "project_memory", "pruned", "index", "task"]), a=_JSON, b=_JSON)
+def test_any_json_either_merges_or_is_refused(kind: str, a: object, b: object) -> None:
+    """Whatever two sides hold, the rules merge them or raise MergeError: nothing else escapes."""
+    try:
+        out = merge_bytes(kind, None, orjson.dumps(a), orjson.dumps(b))
+    except MergeError:
+        return
+    assert isinstance(orjson.loads(out), dict)

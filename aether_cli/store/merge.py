@@ -18,8 +18,9 @@ One rule per file, chosen by its name (`kind_of`):
 
 Every input is untrusted: bytes that are not a JSON object of the expected
 shape, or larger than `MAX_BYTES`, raise `MergeError` (the driver then lets git
-report an ordinary conflict). Pure functions over bytes and dicts: no files,
-no git.
+report an ordinary conflict). Pure functions over bytes and dicts, but for
+`read_resolving`, the readers' way through a conflicted file (it reads, never
+writes). It knows nothing of git itself or of the driver's registration.
 """
 
 from __future__ import annotations
@@ -35,11 +36,9 @@ from aether_cli.store.continuity import MAX_BYTES as CONTINUITY_MAX_BYTES
 from aether_cli.store.continuity import OTHER_SESSIONS, others_list, sessions_of, stamp
 from aether_cli.store.continuity import problem as continuity_problem
 from aether_cli.store.files import dumps, loads, read_bytes, read_object
+from aether_cli.store.pruned import PRUNED_FILE
 
 MAX_BYTES = CONTINUITY_MAX_BYTES
-PRUNED_FILE = "pruned.json"
-
-KINDS = ("continuity", "project_memory", "pruned", "index", "task")
 _MARKER = re.compile(rb"^(<{7}|\|{7}|={7}|>{7})(?: .*)?\r?$")
 
 
@@ -159,6 +158,15 @@ def merge(
     kind: str, base: dict[str, Any] | None, ours: dict[str, Any], theirs: dict[str, Any]
 ) -> dict[str, Any]:
     """The merge of `ours` and `theirs` (from `base`, if known) by the rule of `kind`."""
+    try:
+        return _merge(kind, base, ours, theirs)
+    except (TypeError, KeyError, RecursionError) as exc:  # a field of a shape no rule expects
+        raise MergeError(f"unexpected content ({type(exc).__name__})") from None
+
+
+def _merge(
+    kind: str, base: dict[str, Any] | None, ours: dict[str, Any], theirs: dict[str, Any]
+) -> dict[str, Any]:
     if kind == "continuity":
         return merge_continuity(ours, theirs)
     if kind == "project_memory":
