@@ -507,7 +507,10 @@ def doctor(
     from aether_cli import doctor as D
 
     report = D.run(commands.open_store(memory_dir), fix=repair)
-    _print_json(report.to_dict()) if json else typer.echo("\n".join(report.lines()))
+    if json:
+        _print_json(report.to_dict())
+    else:
+        typer.echo("\n".join(_clean(line) for line in report.lines()))
     raise typer.Exit(0 if report.healthy else 1)
 
 

@@ -210,6 +210,8 @@ def _named_session(cont: dict[str, Any], ref: str) -> dict[str, Any] | None:
     matches = [sid for sid in sessions if ref.startswith("ses_") and sid.startswith(ref)]
     if len(matches) > 1:
         raise UsageError(f"session {ref!r} is ambiguous: {', '.join(sorted(matches))}")
+    if not matches and ref.startswith("ses_"):
+        raise NotFoundError(f"no session {ref!r} in {C.CONTINUITY_FILE} (`aether status` lists them)")
     return sessions[matches[0]] if matches else None
 
 

@@ -30,7 +30,7 @@ from aether_cli.merge_driver import ensure_registered, registered
 from aether_cli.store import MemoryStore
 from aether_cli.store.continuity import sessions_of
 from aether_cli.store.files import read_bytes
-from aether_cli.store.merge import MAX_BYTES, has_markers, parse, resolve_conflicted
+from aether_cli.store.merge import MAX_BYTES, has_markers, kind_of, parse, resolve_conflicted
 from aether_cli.store.pruned import PRUNED_FILE
 from aether_cli.store.texts import GITATTRIBUTES_FILE, GITATTRIBUTES_TEXT
 
@@ -90,7 +90,7 @@ def _owned_files(store: MemoryStore) -> list[tuple[str, str]]:
         (PRUNED_FILE, "pruned"),
     ]
     try:
-        entries = sorted(e.name for e in os.scandir(store.tasks_dir) if e.name.endswith(".json"))
+        entries = sorted(e.name for e in os.scandir(store.tasks_dir) if kind_of(e.name) == "task")
     except OSError:
         entries = []
     files += [(f"{C.TASKS_DIR}/{name}", "task") for name in entries]

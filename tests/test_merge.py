@@ -313,6 +313,8 @@ def test_status_reads_through_conflict_markers_and_doctor_repairs(tmp_path: Path
     assert cont["session_id"] == "ses_b" and cont["other_sessions"][0]["session_id"] == "ses_a"
     assert list((store.runs_dir).glob("session_continuity.json.bad-*"))  # the bad file is kept
     assert aether("doctor", "--memory-dir", str(store.root)).stdout.strip() == "healthy: nothing to repair"
+    res = aether("resume", "ses_nope", "--memory-dir", str(store.root))
+    assert res.returncode == 1 and "no session 'ses_nope'" in res.stderr, res.stderr
 
 
 def test_doctor_reports_what_it_cannot_fix(tmp_path: Path) -> None:
