@@ -177,7 +177,11 @@ def run(
 @_with_run_options
 def resume(
     checkpoint: Annotated[
-        str | None, typer.Argument(help="Checkpoint id or a unique prefix [default: the latest].")
+        str | None,
+        typer.Argument(
+            help="Checkpoint id or a unique prefix, or a session id (`aether status` lists them) "
+            "[default: the latest of the current session]."
+        ),
     ] = None,
     *,
     options: RunOptions,
@@ -191,6 +195,8 @@ def resume(
     """Continue the stored session from a checkpoint (crash recovery), with its command and settings.
 
     Without CHECKPOINT it starts from the newest intact checkpoint, skipping (and naming) corrupt ones.
+    After a git merge of two branches the record holds both sessions: name a session id to continue
+    that one from its own last checkpoint.
     The options of `aether run` given now override the stored settings. The command comes from
     .memory/session_continuity.json, which git shares: when it (or a distill command or prompt
     templates) differs from what this machine last ran, it is shown and confirmed first (see --yes).
@@ -489,6 +495,38 @@ def scan(json: JsonFlag = False, memory_dir: MemoryDir = None) -> None:
         for line in report.lines(relative_to=Path.cwd()):
             typer.echo(line)
     raise typer.Exit(0 if report.clean else 1)
+
+
+@app.command()
+def doctor(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Fix what can be fixed, and say what was done.")
+    ] = False,
+    json: JsonFlag = False,
+    memory_dir: MemoryDir = None,
+) -> None:
+    """Find what a git merge or a hand edit broke in .memory/ (conflict markers, damaged JSON,
+    broken checkpoints, the merge driver); --repair fixes it. Exit 0 healthy, 1 problems left."""
+    from aether_cli import commands
+    from aether_cli import doctor as D
+
+    report = D.run(commands.open_store(memory_dir), fix=repair)
+    if json:
+        _print_json(report.to_dict())
+    else:
+        typer.echo("\n".join(_clean(line) for line in report.lines()))
+    raise typer.Exit(0 if report.healthy else 1)
+
+
+@app.command("merge-file", hidden=True)
+def merge_file(base: Path, ours: Path, theirs: Path, path: Annotated[str, typer.Argument()] = "") -> None:
+    """git's merge driver for .memory/'s JSON files (%O %A %B %P); registered by aether itself."""
+    from aether_cli.merge_driver import run as merge
+
+    code, said = merge(base, ours, theirs, path)
+    if said:
+        sys.stderr.write(_clean(said) + "\n")
+    raise typer.Exit(code)
 
 
 # ------------------------------------------------------------------ across machines

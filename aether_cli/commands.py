@@ -31,13 +31,27 @@ if TYPE_CHECKING:  # settings (and tomllib) are imported by the commands that us
 
 
 def open_store(memory_dir: Path | None) -> MemoryStore:
-    """The store for --memory-dir, or ./.memory."""
-    return MemoryStore((memory_dir or Path.cwd() / C.MEMORY_DIRNAME).absolute())
+    """The store for --memory-dir, or ./.memory; inside git, with aether's merge driver
+    registered in the clone's local config (a cheap check when it already is)."""
+    store = MemoryStore((memory_dir or Path.cwd() / C.MEMORY_DIRNAME).absolute())
+    if store.exists():
+        register_merge_driver(store)
+    return store
+
+
+def register_merge_driver(store: MemoryStore) -> str:
+    """Register `merge.aether.driver` where the folder is inside git; what was done, or ""."""
+    from aether_cli.merge_driver import ensure_registered
+
+    return ensure_registered(store.root)
 
 
 def init(store: MemoryStore) -> list[str]:
-    """Create the .memory layout (README, the commented config.toml, folders); returns what was created."""
-    return store.init()
+    """Create the .memory layout (README, the commented config.toml, .gitignore, .gitattributes,
+    folders) and register the merge driver; returns what was created."""
+    created = store.init()
+    register_merge_driver(store)
+    return created
 
 
 def prepare_run(store: MemoryStore, command: list[str] | None, options: RunOptions) -> Settings:
@@ -55,6 +69,7 @@ def prepare_run(store: MemoryStore, command: list[str] | None, options: RunOptio
             "no agent command: put it after `--`, e.g. `aether run -- python my_agent.py`"
         )
     settings = run_settings(store, {"command": tuple(command), **options.flags()})
+    register_merge_driver(store)
     check_overhead(settings, agent_format(settings))
     check_events(settings)
     if not settings.objective:
@@ -137,6 +152,8 @@ def resume_plan(
         )
     notes: list[str] = []
     cont = _session_to_resume(store, notes)
+    if ref and (picked := _named_session(cont, ref)) is not None:
+        cont, ref = picked, None
     if cont.get("status") == "running":
         notes.append("recovered a session whose supervisor died (status was still 'running')")
     ckpt_id = _resume_checkpoint(store, ref, cont, force=force, notes=notes)
@@ -176,10 +193,29 @@ def _session_to_resume(store: MemoryStore, notes: list[str]) -> dict[str, Any]:
         )
     if note := store.repair_continuity():
         notes.append(note)
+    from aether_cli.doctor import resolve_conflicts
+
+    notes.extend(resolve_conflicts(store))
     cont = store.read_continuity()
     if cont is None:
         raise NotFoundError(f"no session to resume in {store.root} (start one with `aether run`)")
     return cont
+
+
+def _named_session(cont: dict[str, Any], ref: str) -> dict[str, Any] | None:
+    """The record of the session `ref` names (its id, or a unique prefix of one starting
+    "ses_"), from the top level or `other_sessions`; None if `ref` names no session."""
+    from aether_cli.store.continuity import sessions_of
+
+    sessions = sessions_of(cont)
+    if ref in sessions:
+        return sessions[ref]
+    matches = [sid for sid in sessions if ref.startswith("ses_") and sid.startswith(ref)]
+    if len(matches) > 1:
+        raise UsageError(f"session {ref!r} is ambiguous: {', '.join(sorted(matches))}")
+    if not matches and ref.startswith("ses_"):
+        raise NotFoundError(f"no session {ref!r} in {C.CONTINUITY_FILE} (`aether status` lists them)")
+    return sessions[matches[0]] if matches else None
 
 
 def _command_text(command: Any) -> str:
@@ -243,7 +279,7 @@ def status(store: MemoryStore) -> dict[str, Any]:
         # A live run rewrites its record; otherwise the record's trouble is the state to report.
         state, note = (state if holder else record_state), record_note
     ids = store.checkpoint_ids()
-    last_id, last_note = _last_checkpoint(cont.get("last_checkpoint"), ids)
+    last_id, last_note = _last_checkpoint(cont.get("last_checkpoint"), ids, store.latest_checkpoint_id())
     tokenizer = beat.get("tokenizer") or cont.get("tokenizer") or "-"
     tok_note = beat.get("tokenizer_note") or cont.get("tokenizer_note") or ""
     if tokenizer == "estimate" and not tok_note:
@@ -274,9 +310,24 @@ def status(store: MemoryStore) -> dict[str, Any]:
         "checkpoints": len(ids),
         "tasks": [_task_row(t) for t in store.list_tasks()],
         "command": cont.get("command", []),
+        # Every session the record holds (two merged branches leave two); `resume SESSION` picks one.
+        "sessions": _sessions(cont),
         # After the agent kept crashing (exit 6): its own last exit code, else null.
         "agent_exit_code": _agent_exit_code(cont) if state == "crashed" else None,
     }
+
+
+def _sessions(cont: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per session in the record, the current (top-level) one first, then newest first."""
+    from aether_cli.store.continuity import sessions_of
+
+    found = sessions_of(cont)
+    top = cont.get("session_id")
+    order = sorted(found, key=lambda sid: (sid == top, str(found[sid].get("updated_at", ""))), reverse=True)
+    keys = ("status", "episode", "last_checkpoint", "updated_at", "objective")
+    return [
+        {"session_id": sid, "current": sid == top, **{k: found[sid].get(k) for k in keys}} for sid in order
+    ]
 
 
 def _status_record(store: MemoryStore) -> tuple[dict[str, Any], str, str]:
@@ -321,10 +372,9 @@ def _ran_here(store: MemoryStore, session_id: Any) -> bool:
         return False
 
 
-def _last_checkpoint(recorded: Any, ids: list[str]) -> tuple[str | None, str]:
+def _last_checkpoint(recorded: Any, ids: list[str], newest: str | None) -> tuple[str | None, str]:
     """The checkpoint status shows: the one the session recorded as its last, or, when that one
     is gone (`aether drop --force`), the newest left, with a note saying so."""
-    newest = ids[-1] if ids else None
     if not isinstance(recorded, str) or not recorded:
         return newest, ""
     if recorded in ids:

@@ -125,6 +125,7 @@ class Engine(E.AgentCalls):
         # No command: a config.toml an earlier `aether run` wrote must not name this session's agent.
         s = commands.run_settings(store, {**options.flags(), "command": ()})
         store.init(config=False)  # as `aether run`: config.toml holds only what the user wrote
+        commands.register_merge_driver(store)  # as `aether run`: a merge of two branches needs no setup
         engine = cls(store, s, cwd=where, on_event=on_event)
         engine._start(new_session_id(), 1, None)
         return engine

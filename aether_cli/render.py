@@ -222,7 +222,19 @@ def _status_head(data: dict[str, Any]) -> Table:
     if data.get("last_checkpoint_note"):
         _add(head, "", _text(data["last_checkpoint_note"], "yellow"))
     _add(head, "checkpoints", str(data.get("checkpoints", 0)))
+    _other_sessions_rows(head, data.get("sessions") or [])
     return head
+
+
+def _other_sessions_rows(head: Table, sessions: list[dict[str, Any]]) -> None:
+    """The other sessions the record keeps (two merged branches), newest first: each resumable."""
+    others = [s for s in sessions if not s.get("current")]
+    for n, s in enumerate(others[:5]):
+        text = f"{s.get('session_id')} ({s.get('status', '?')}, episode {_dash(s.get('episode'))})"
+        _add(head, "other sessions" if n == 0 else "", text)
+    if others:
+        more = f" ({len(others) - 5} more in --json)" if len(others) > 5 else ""
+        _add(head, "", _text(f"`aether resume SESSION` continues one{more}", "dim"))
 
 
 def _context_rows(head: Table, data: dict[str, Any]) -> None:

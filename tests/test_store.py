@@ -103,6 +103,7 @@ def test_init_creates_the_layout(tmp_path: Path) -> None:
         "runs/",
         "README.md",
         ".gitignore",
+        ".gitattributes",
         "config.toml",
         "templates/README.md",
     }

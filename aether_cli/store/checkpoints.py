@@ -7,6 +7,10 @@ Promises:
   on disk, chosen under the `WriteLock` so two writers cannot take the same;
 - it is redacted, and sealed: `sha256` covers its content (all but `id` and
   `sha256`), and the id carries the first 8 hex digits of it too;
+- numbers may repeat after a git merge of two branches (each wrote its own
+  `chk_000003_…`; the hashes differ, so the files never collide): the latest
+  is then the one created last, and the next number is still one past the
+  highest;
 - a read checks the seal: content that no longer matches it raises
   `ChecksumMismatchError`, unless the user accepted that checkpoint
   (`trust`); a ref never becomes an arbitrary path ("/", "\\", NUL and ".."
@@ -41,6 +45,9 @@ from aether_cli.store.files import atomic_write, dumps, read_object
 from aether_cli.store.layout import Layout
 from aether_cli.store.lock import WriteLock
 
+# Reading a tied checkpoint's `created_at`: a checkpoint is a few KB; a bigger file is not trusted.
+_PEEK_LIMIT = 16 << 20
+
 
 def checkpoint_digest(checkpoint: dict[str, Any]) -> str:
     """The sha256 (hex) of a checkpoint's content: everything but `id` and `sha256`."""
@@ -73,8 +80,26 @@ class Checkpoints:
 
     def latest_id(self) -> str | None:
         """The id with the highest sequence number, or None if there is no checkpoint."""
-        entries = self._layout.checkpoint_entries()
-        return entries[-1][1] if entries else None
+        return self._newest(self._layout.checkpoint_entries())
+
+    def _newest(self, entries: list[tuple[int, str]]) -> str | None:
+        """The last of `entries`; of several with the top number (two merged branches each wrote
+        one), the one created last, then the greater id, so every clone picks the same."""
+        if not entries:
+            return None
+        tied = [cid for seq, cid in entries if seq == entries[-1][0]]
+        if len(tied) == 1:
+            return tied[0]
+        return max(tied, key=lambda cid: (self._created_at(cid), cid))
+
+    def _created_at(self, checkpoint_id: str) -> str:
+        try:
+            value = (read_object(self._layout.checkpoint_file(checkpoint_id), limit=_PEEK_LIMIT) or {}).get(
+                "created_at"
+            )
+        except (AetherError, OSError):
+            return ""
+        return value if isinstance(value, str) else ""
 
     def path(self, ref: str) -> Path:
         """The absolute path of an existing checkpoint (resolved like `resolve`)."""
@@ -103,7 +128,7 @@ class Checkpoints:
         with self._write_lock.held():
             entries = self._layout.checkpoint_entries()
             seq = entries[-1][0] + 1 if entries else 1
-            checkpoint = self._sealed(draft, seq, entries[-1][1] if entries else None)
+            checkpoint = self._sealed(draft, seq, self._newest(entries))
             self._layout.ensure_dir(self._layout.checkpoints_dir)
             path = self._layout.checkpoint_file(checkpoint["id"])
             try:
@@ -122,7 +147,7 @@ class Checkpoints:
         if ref == "latest":
             if not known:
                 raise NotFoundError(f"no checkpoints in {self._layout.checkpoints_dir}")
-            return known[-1]
+            return self._newest(entries) or known[-1]
         if ref in known:
             return ref
         if ref.isascii() and ref.isdigit():
@@ -182,7 +207,9 @@ class Checkpoints:
         if start is not None:
             limit = self._start_limit(start, {cid for _, cid in entries}, skipped)
         for seq, checkpoint_id in reversed(entries):
-            if limit is not None and seq > limit:
+            # At `start`'s own number only `start` itself: another file with that number was
+            # written on another branch (a merge), not before it.
+            if limit is not None and (seq > limit or (seq == limit and checkpoint_id != start)):
                 continue
             try:
                 self.read(checkpoint_id)

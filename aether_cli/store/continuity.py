@@ -15,6 +15,11 @@ Promises:
   (`problem`), raises `CorruptMemoryError` naming the file; `set_aside` moves
   such a file into `runs/` (kept, never overwritten) for `recovery` to rebuild.
 
+- no session is dropped: a write keeps the other sessions the file held (the
+  one it replaces at the top level too) in `other_sessions`, newest first, at
+  most `MAX_OTHER_SESSIONS` (two branches merged leave two sessions, each
+  resumable).
+
 It knows the fields' types (a committed, untrusted file must not reach the
 code that reads them with another one), not their meaning (the caller's).
 """
@@ -52,6 +57,9 @@ _STRINGS = (
 _COUNTS = ("episode", "restarts", "window", "agent_compactions", "agent_exit_code", "_update_seq")
 _LISTS = ("active_tasks", "memory_locations")
 _OBJECTS = ("settings", "continuity")
+# Other sessions' records, kept whole so each stays resumable (a merge of two branches).
+OTHER_SESSIONS = "other_sessions"
+MAX_OTHER_SESSIONS = 20
 
 
 def _is_count(value: Any) -> bool:
@@ -87,7 +95,66 @@ def problem(data: Any) -> str | None:
         for name in names:
             if name in data and not ok(data[name]):
                 return f"{name} is not {what}"
+    return _others_problem(data.get(OTHER_SESSIONS, []))
+
+
+def _others_problem(others: Any) -> str | None:
+    if not isinstance(others, list) or len(others) > MAX_OTHER_SESSIONS:
+        return f"{OTHER_SESSIONS} is not a list of at most {MAX_OTHER_SESSIONS} records"
+    for item in others:
+        if (
+            not isinstance(item, dict)
+            or OTHER_SESSIONS in item
+            or not isinstance(item.get("session_id"), str)
+        ):
+            return f"{OTHER_SESSIONS} holds something that is not a session's record"
+        if (why := problem(item)) is not None:
+            return f"{OTHER_SESSIONS}: session {item['session_id']!r}: {why}"
     return None
+
+
+def stamp(record: dict[str, Any]) -> str:
+    """A record's `updated_at` ("" if it has none): ISO 8601 in one format, so it sorts as text."""
+    value = record.get("updated_at")
+    return value if isinstance(value, str) else ""
+
+
+def sessions_of(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every session a record holds (the top level and `other_sessions`), by id, each without
+    `other_sessions`; for a session found twice, the newer record."""
+    found: dict[str, dict[str, Any]] = {}
+    others = record.get(OTHER_SESSIONS)
+    for item in [record, *(others if isinstance(others, list) else [])]:
+        if not isinstance(item, dict):
+            continue
+        sid = item.get("session_id")
+        if not isinstance(sid, str) or not ids.valid_task_id(sid):
+            continue
+        flat = {k: v for k, v in item.items() if k != OTHER_SESSIONS}
+        if sid not in found or stamp(flat) > stamp(found[sid]):
+            found[sid] = flat
+    return found
+
+
+def others_list(sessions: dict[str, dict[str, Any]], top: Any) -> list[dict[str, Any]]:
+    """The records of `sessions` but `top`'s, newest first, at most `MAX_OTHER_SESSIONS`."""
+    rest = [r for sid, r in sessions.items() if sid != top]
+    rest.sort(key=lambda r: (stamp(r), str(r.get("session_id"))), reverse=True)
+    return rest[:MAX_OTHER_SESSIONS]
+
+
+def carry_sessions(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """`new` (one session's record about to be written) with every other session it or `old`
+    held kept in `other_sessions`: a write never drops another session's record."""
+    sessions = sessions_of(old) if old is not None and problem(old) is None else {}
+    for sid, rec in sessions_of(new).items():
+        if sid not in sessions or stamp(rec) >= stamp(sessions[sid]):
+            sessions[sid] = rec
+    record = {k: v for k, v in new.items() if k != OTHER_SESSIONS}
+    others = others_list(sessions, record.get("session_id"))
+    if others:
+        record[OTHER_SESSIONS] = others
+    return record
 
 
 class StaleWriteError(AetherError):
@@ -118,6 +185,10 @@ class Continuity:
 
     def _seq_on_disk(self) -> int:
         return self._seq_of(read_object(self._layout.continuity_path, limit=MAX_BYTES))
+
+    def _on_disk(self) -> tuple[dict[str, Any] | None, int]:
+        data = read_object(self._layout.continuity_path, limit=MAX_BYTES)
+        return data, self._seq_of(data)
 
     def read(self) -> dict[str, Any] | None:
         """The file, None if absent; CorruptMemoryError if damaged. Remembers its `_update_seq`."""
@@ -159,13 +230,13 @@ class Continuity:
         """
         path = self._layout.continuity_path
         with self._write_lock.held():
-            on_disk = self._seq_on_disk()
+            current, on_disk = self._on_disk()
             if self._seq_seen is not None and on_disk != self._seq_seen:
                 raise StaleWriteError(
                     f"{path}: changed by another writer (expected _update_seq "
                     f"{self._seq_seen}, found {on_disk}); not overwriting it"
                 )
-            record = redact_obj(dict(data))
+            record = redact_obj(carry_sessions(data, current))
             record["updated_at"] = iso_utc(self._clock())
             record["_update_seq"] = on_disk + 1
             self._layout.ensure_dir(self._layout.root)

@@ -93,7 +93,7 @@ class _TokenFigures:
         return None
 
 
-def _totals(checkpoints: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> dict[str, Any]:
+def totals(checkpoints: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> dict[str, Any]:
     listed = checkpoints + tasks
     return {
         "checkpoints": len(checkpoints),
@@ -131,7 +131,7 @@ class ContextIndex:
             ]
             checkpoints = self._entries(_CHECKPOINTS, checkpoint_files, figures)
             tasks = self._entries(_TASKS, layout.task_paths(), figures)
-            index = {"checkpoints": checkpoints, "tasks": tasks, "totals": _totals(checkpoints, tasks)}
+            index = {"checkpoints": checkpoints, "tasks": tasks, "totals": totals(checkpoints, tasks)}
             # What gc removed, from the committed record (this index is derived and may be
             # rebuilt any time); a pruned id whose file is back (a merge) is not listed.
             on_disk = {cid for cid, _ in checkpoint_files}

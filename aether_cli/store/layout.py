@@ -29,6 +29,8 @@ from aether_cli.errors import CorruptMemoryError
 from aether_cli.store.files import atomic_write, sweep_temp_files
 from aether_cli.store.texts import (
     DEFAULT_CONFIG_TOML,
+    GITATTRIBUTES_FILE,
+    GITATTRIBUTES_TEXT,
     GITIGNORE_TEXT,
     README_TEXT,
     TEMPLATES_README_TEXT,
@@ -126,6 +128,7 @@ class Layout:
         files = [
             (self.root / C.README_FILE, README_TEXT),
             (self.root / ".gitignore", GITIGNORE_TEXT),
+            (self.root / GITATTRIBUTES_FILE, GITATTRIBUTES_TEXT),
             (self.templates_dir / C.README_FILE, TEMPLATES_README_TEXT),
         ]
         if config:

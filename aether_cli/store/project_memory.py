@@ -24,9 +24,10 @@ from typing import Any
 
 from aether_cli.errors import CorruptMemoryError
 from aether_cli.redact import redact_obj
-from aether_cli.store.files import atomic_write, dumps, read_object
+from aether_cli.store.files import atomic_write, dumps
 from aether_cli.store.layout import Layout
 from aether_cli.store.lock import WriteLock
+from aether_cli.store.merge import read_resolving
 
 _PROJECT_MEMORY_DEFAULTS: dict[str, Any] = {
     "objective": "",
@@ -100,7 +101,7 @@ class ProjectMemory:
     def read(self) -> dict[str, Any]:
         """project_memory.json with defaults for anything missing (all defaults if absent)."""
         path = self._layout.project_memory_path
-        pm = _with_defaults(read_object(path) or {})
+        pm = _with_defaults(read_resolving(path, "project_memory") or {})
         facts = pm["facts"]
         if not isinstance(facts, list) or not all(
             isinstance(f, dict) and isinstance(f.get("key"), str) for f in facts

@@ -37,12 +37,14 @@ from aether_cli import ids
 from aether_cli.errors import AetherError, CorruptMemoryError, LockedError
 from aether_cli.store.checkpoints import Checkpoints
 from aether_cli.store.clock import Clock
-from aether_cli.store.continuity import Continuity
+from aether_cli.store.continuity import MAX_BYTES, Continuity, problem
+from aether_cli.store.files import read_bytes
 from aether_cli.store.layout import Layout
 from aether_cli.store.lock import RunLock, WriteLock
 from aether_cli.store.tasks import Tasks
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CONFLICT_SOURCE = f"{C.CONTINUITY_FILE} (both sides of its git merge conflict)"
 
 
 @dataclass
@@ -121,6 +123,10 @@ class Recovery:
             diagnosis = Diagnosis(damage=None, present=present, record=record)
         if rebuild and (diagnosis.damage or not present):
             diagnosis.rebuilt, diagnosis.sources = self._rebuild()
+        elif diagnosis.damage and (merged := self._from_conflict()) is not None:
+            # Even a new session keeps the sessions a merge left in conflict: they are records,
+            # not guesses, and the new record carries them on in `other_sessions`.
+            diagnosis.rebuilt, diagnosis.sources = merged, [_CONFLICT_SOURCE]
         return diagnosis
 
     def repair(self, *, missing: bool = True, rebuild: bool = True) -> str:
@@ -154,7 +160,7 @@ class Recovery:
             record = found.rebuilt
             return (
                 f"{said}; rebuilt it from {' and '.join(found.sources)} "
-                f"(session {record['session_id']}, episode {record['episode']})"
+                f"(session {record.get('session_id')}, episode {record.get('episode', 0)})"
             )
 
     def _reason(self, exc: CorruptMemoryError) -> str:
@@ -184,7 +190,11 @@ class Recovery:
         return None if at < 0 else head.count(b"\n", 0, at) + 2
 
     def _rebuild(self) -> tuple[dict[str, Any] | None, list[str]]:
-        """The record the newest intact checkpoint and its session's ledger give, and those sources."""
+        """The record the two sides of a git conflict in the file give, else the newest intact
+        checkpoint and its session's ledger; and those sources."""
+        merged = self._from_conflict()
+        if merged is not None:
+            return merged, [_CONFLICT_SOURCE]
         found, _ = self._checkpoints.newest_intact()
         if found is None:
             return None, []
@@ -197,6 +207,21 @@ class Recovery:
         if start:
             sources.append(f"{C.RUNS_DIR}/{session_id}.jsonl")
         return _record(checkpoint, start, self._active_tasks(), sources), sources
+
+    def _from_conflict(self) -> dict[str, Any] | None:
+        """Both sessions' records, merged as the merge driver would, when a merge without the
+        driver left the file with conflict markers and both sides are sound records."""
+        from aether_cli.store.merge import resolve_conflicted
+
+        try:
+            raw = read_bytes(self._layout.continuity_path, limit=MAX_BYTES)
+        except (AetherError, OSError):
+            return None
+        merged = resolve_conflicted("continuity", raw)
+        if merged is None or problem(merged) is not None:
+            return None
+        merged.pop("_update_seq", None)
+        return merged
 
     def _last_start(self, session_id: str) -> dict[str, Any]:
         """The session's last `session` record in its local ledger ({} if there is none)."""

@@ -27,8 +27,9 @@ from aether_cli.constants import TASK_STATUSES
 from aether_cli.errors import AetherError, CorruptMemoryError
 from aether_cli.redact import redact_obj
 from aether_cli.store.clock import Clock, iso_utc
-from aether_cli.store.files import atomic_write, dumps, read_object
+from aether_cli.store.files import atomic_write, dumps
 from aether_cli.store.layout import Layout
+from aether_cli.store.merge import read_resolving
 
 
 class InvalidTaskIdError(AetherError, ValueError):
@@ -95,13 +96,13 @@ class Tasks:
 
     def read(self, task_id: str) -> dict[str, Any] | None:
         """One task's state, None if it has no file; CorruptMemoryError if the file is broken."""
-        return read_object(self._layout.root / relative_task_file(task_id))
+        return read_resolving(self._layout.root / relative_task_file(task_id), "task")
 
     def read_all(self) -> list[dict[str, Any]]:
         """Every task state, sorted by id; a broken file raises CorruptMemoryError naming it."""
         tasks: list[dict[str, Any]] = []
         for task_id, path in self._layout.task_paths():
-            task = read_object(path)
+            task = read_resolving(path, "task")
             if task is None:  # removed since the listing
                 continue
             if task.get("id", task_id) != task_id:

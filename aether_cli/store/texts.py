@@ -2,7 +2,8 @@
 
 config.toml (every setting commented out, so the built-in defaults apply
 until the user opts in; only `aether init` writes it, a run lays out the
-rest), the folder's README, its .gitignore and the README of templates/.
+rest), the folder's README, its .gitignore and .gitattributes (the merge
+driver of its shared JSON files) and the README of templates/.
 Each is written once, exclusively, and never overwritten.
 
 Plain strings: no I/O, and nothing about how or when they are written.
@@ -62,6 +63,8 @@ Secrets the agent printed are redacted before anything is written here.
 - `{C.CHECKPOINTS_DIR}/chk_<seq>_<hash>.json` — one file per checkpoint, never
   rewritten; the number is the sequence, the suffix a content hash.
 - `{C.TEMPLATES_DIR}/` — optional overrides of aether's prompt templates.
+- `.gitattributes` — names aether's merge driver for the shared JSON files, so
+  two branches that each ran aether merge cleanly (`aether doctor` checks it).
 - `{C.RUNS_DIR}/` — local only and git-ignored: run ledgers (JSONL), the live
   heartbeat, the start prompt, the lock of a running `aether run`, and
   `{C.TRUST_FILE}`, what this machine last ran (so `aether resume` asks before
@@ -80,6 +83,19 @@ GITIGNORE_TEXT = f"""\
 {C.RUNS_DIR}/
 # Leftovers of interrupted atomic writes.
 *.tmp
+"""
+
+GITATTRIBUTES_FILE = ".gitattributes"
+# The files two branches may both change: git merges them with `aether merge-file`
+# (`merge.aether.driver`, which aether registers in each clone's local config).
+GITATTRIBUTES_TEXT = f"""\
+# aether merges its shared JSON files itself (see docs/memory-layout.md, "Merging branches").
+# aether registers the driver in each clone: git config merge.aether.driver.
+{C.CONTINUITY_FILE} merge=aether
+{C.PROJECT_MEMORY_FILE} merge=aether
+{C.CONTEXT_INDEX_FILE} merge=aether
+pruned.json merge=aether
+{C.TASKS_DIR}/*.json merge=aether
 """
 
 TEMPLATES_README_TEXT = """\
