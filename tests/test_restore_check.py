@@ -254,8 +254,10 @@ def test_a_users_template_without_the_variable_still_gets_the_section(tmp_path: 
 
 def test_the_expected_size_comes_from_the_last_launch_else_the_checkpoint() -> None:
     ck = {"id": "chk_1", "metrics": {"checkpoint_tokens": 900}}
-    assert expected_tokens(ck, {"checkpoint": "chk_1", "prompt_tokens": 1200}, 2000) == (1200, "its last launch")
-    assert expected_tokens(ck, {"checkpoint": "chk_0", "prompt_tokens": 1200}, 2000) == (900, "the checkpoint's size")
+    launch = {"checkpoint": "chk_1", "prompt_tokens": 1200}
+    assert expected_tokens(ck, launch, 2000) == (1200, "its last launch")
+    other = {**launch, "checkpoint": "chk_0"}
+    assert expected_tokens(ck, other, 2000) == (900, "the checkpoint's size")
     assert expected_tokens(ck, None, 500) == (500, "the checkpoint's size")  # fitted to its budget
     for bad in (None, [], {"metrics": "x"}, {"metrics": {"checkpoint_tokens": True}},
                 {"metrics": {"checkpoint_tokens": -5}}, {"metrics": {"checkpoint_tokens": 10**30}}):
@@ -268,7 +270,8 @@ def test_the_rehydration_line() -> None:
     )
     text, kind = rehydration_line(2000, 1000, "the checkpoint's size")
     assert kind == "warn" and text.endswith("; 100% more than expected")
-    assert rehydration_line(10, None, "") == ("rehydrated prompt: 10 tokens (no expected figure recorded)", "info")
+    unknown = ("rehydrated prompt: 10 tokens (no expected figure recorded)", "info")
+    assert rehydration_line(10, None, "") == unknown
 
 
 # ------------------------------------------------------------------ later checkpoints
