@@ -20,6 +20,7 @@ Knows nothing of the terminal, the supervisor or how the prompt is fitted.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +40,7 @@ from aether_cli.workspace import (
 MAX_LISTED = 20  # commits, files or checkpoints named; the rest are counted ("and N more")
 MAX_LINE = 160  # characters of one commit subject or progress line
 DRIFT_TIMEOUT = 5.0  # for the commit calls of one check, together (changed_files has its own)
+_DIRTY = re.compile(r"[0-9a-f]{12,64}")  # workspace_state's hash; anything else counts as none
 WORK_PATHS = ("--", ".", ":(exclude).memory")  # the user's work: aether's own folder left out
 
 # How HEAD now relates to the checkpoint's commit.
@@ -174,7 +176,7 @@ def workspace_drift(cwd: Path, recorded: Any) -> WorkspaceDrift:
     dirty_then = ws.get("dirty_hash")
     drift = WorkspaceDrift(
         checked=True, head_now=head_now, dirty_now=workspace_state(cwd).get("dirty_hash"),
-        dirty_then=dirty_then if isinstance(dirty_then, str) and len(dirty_then) <= 64 else None,
+        dirty_then=dirty_then if isinstance(dirty_then, str) and _DIRTY.fullmatch(dirty_then) else None,
     )  # fmt: skip
     then = ws.get("git_head")
     if not isinstance(then, str) or not is_commit(then):
