@@ -213,7 +213,7 @@ def resume(
 
       aether resume                      # the latest checkpoint
 
-      aether resume chk_000003 --strict  # an older one, only if nothing changed since
+      aether resume chk_000003 --strict  # an older one, if nothing changed
     """
     from aether_cli import commands
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from aether_cli import Engine
+from aether_cli import Engine, resume_run
 from aether_cli import constants as C
 from aether_cli.errors import AetherError
 from aether_cli.rehydrate import CHANGED_TITLE
@@ -86,7 +86,8 @@ def test_a_new_commit_and_a_dirty_file_are_said_and_put_in_the_prompt(tmp_path: 
     res = p.resume()
     assert res.returncode == 0, res.stderr
     lines = aether_lines(res.stdout)
-    assert "aether changed since the checkpoint: 1 new commit; uncommitted changes appeared; 2 files changed" in lines
+    summary = "1 new commit; uncommitted changes appeared; 2 files changed"
+    assert f"aether changed since the checkpoint: {summary}" in lines
     assert any(line.startswith("aether commits: ") and line.endswith(" add lib") for line in lines)
     assert "aether files: app.py (modified, +1 -1), lib.py (added, +1 -0)" in lines
     # The relaunched agent is told, in its prompt, to re-read those files.
@@ -191,6 +192,7 @@ def test_a_hostile_git_head_in_an_edited_checkpoint(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ the engine
 
 
+@pytest.mark.slow
 def test_the_engine_resumes_with_the_same_guardrails(tmp_path: Path) -> None:
     p = Project(tmp_path)
     memory = p.root / C.MEMORY_DIRNAME
@@ -209,7 +211,8 @@ def test_the_engine_resumes_with_the_same_guardrails(tmp_path: Path) -> None:
     eng.checkpoint({"progress": ["more"], "next_actions": ["finish"]})
     assert CHANGED_TITLE not in eng.context()  # an ordinary next episode: its own work, no section
     eng.done("finished")
-    with pytest.raises(AetherError, match="finished at .*`aether resume --force` goes on anyway"):
-        Engine.resume(memory_dir=memory, cwd=p.root)
+    for resume in (Engine.resume, resume_run):  # the API's two resumes, as the CLI's
+        with pytest.raises(AetherError, match=r"finished at .*`aether resume --force` goes on anyway"):
+            resume(memory_dir=memory, cwd=p.root)
     Engine.resume(memory_dir=memory, cwd=p.root, force=True).close()
 
