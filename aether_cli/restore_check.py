@@ -219,7 +219,12 @@ def later_checkpoints(store: Any, ckpt_id: str, session_id: str) -> list[str]:
     if ckpt_id not in ids:
         return []
     lines: list[str] = []
-    for cid in ids[ids.index(ckpt_id) + 1 :]:
+    after = ids[ids.index(ckpt_id) + 1 :]
+    for n, cid in enumerate(after):
+        if len(lines) == MAX_LISTED:
+            # Each one is read in full to know its session: a long tail is counted, not read.
+            lines.append(f"and {len(after) - n} more checkpoint files after these (not read)")
+            break
         try:
             ck = store.read_checkpoint(cid)
         except Exception:
@@ -233,7 +238,7 @@ def later_checkpoints(store: Any, ckpt_id: str, session_id: str) -> list[str]:
         episode = ck.get("episode")
         ep = f"episode {episode}" if type(episode) is int else "episode ?"
         lines.append(plain_line(f"{cid} ({ep})" + (f": {last}" if last else "")))
-    return _capped(lines)
+    return lines
 
 
 def later_note(ckpt_id: str, later: list[str]) -> str:
