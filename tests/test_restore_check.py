@@ -297,6 +297,7 @@ def test_later_checkpoints_of_the_session_are_listed(tmp_path: Path) -> None:
     for i in range(MAX_LISTED + 3):
         _checkpoint(store, "ses_a", 4 + i, [f"step {i}"])
     capped = later_checkpoints(store, first, "ses_a")
-    assert len(capped) == MAX_LISTED + 1 and capped[-1] == "and 5 more checkpoint files after these (not read)"
+    assert len(capped) == MAX_LISTED + 1
+    assert capped[-1] == "and 5 more checkpoint files after these (not read)"
     note = later_note(first, later)
     assert note.startswith(f"{first} is not the session's latest checkpoint") and "on disk" in note
