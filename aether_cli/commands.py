@@ -137,11 +137,12 @@ def resume_plan(
         )
     notes: list[str] = []
     cont = _session_to_resume(store, notes)
-    if cont.get("status") == "done":
-        _refuse_done(cont, force=force, notes=notes)
     if cont.get("status") == "running":
         notes.append("recovered a session whose supervisor died (status was still 'running')")
     ckpt_id = _resume_checkpoint(store, ref, cont, force=force, notes=notes)
+    # After the checkpoint is judged: a corrupt one keeps its own error and exit code.
+    if cont.get("status") == "done":
+        _refuse_done(cont, force=force, notes=notes)
     if ckpt_id and (gone := parent_note(store, store.read_checkpoint(ckpt_id))):
         notes.append(f"resuming from {ckpt_id}; its {gone}")
     stored = dict(cont.get("settings") or {})
