@@ -79,12 +79,17 @@ def run(
     its flag (`SettingError` names the flag); `.memory/config.toml` and
     `AETHER_*` fill in the rest. `cwd`: where the agent runs (default: here);
     `memory_dir`: default `<cwd>/.memory`. Raises `LockedError` if a live run
-    holds the folder."""
+    holds the folder. Hooks (`on_checkpoint`, `on_relaunch`, `on_crash`,
+    `on_done`, `hook_timeout`) and `events` work as their flags do
+    (docs/hooks.md); hooks that come from config.toml run only once `aether
+    run` has shown them and they were confirmed on this machine, else
+    `UsageError`."""
     where = Path(cwd) if cwd is not None else Path.cwd()
     command = _argv(argv)
     options = run_options(settings, where="run()")
     store = store_at(memory_dir, where)
-    return _supervise(store, commands.prepare_run(store, command, options), None, where, reporter)
+    s = commands.prepare_run(store, command, options)
+    return _supervise(store, s, None, where, reporter, commands.typed_items(options, "command"))
 
 
 def resume_run(
@@ -104,14 +109,17 @@ def resume_run(
     for text, kind in notes:
         if text and reporter is not None:
             reporter.notice(text, kind)
-    return _supervise(store, s, plan, where, reporter)
+    return _supervise(store, s, plan, where, reporter, commands.typed_items(options))
 
 
 def _supervise(
-    store: MemoryStore, settings: Settings, plan: ResumePlan | None, cwd: Path, reporter: Reporter | None
+    store: MemoryStore, settings: Settings, plan: ResumePlan | None, cwd: Path, reporter: Reporter | None,
+    typed: frozenset[str],
 ) -> RunResult:
     # Before the tokenizer and the supervisor load: a second run fails at once.
     store.ensure_unlocked()
+    # No person to ask here: hooks that came with config.toml run only once confirmed.
+    commands.refuse_unconfirmed_hooks(store, settings, typed)
     from aether_cli.supervisor import Supervisor
 
     return Supervisor(settings, store, reporter=reporter, cwd=cwd).run(plan)

@@ -54,7 +54,7 @@ YesFlag = Annotated[
     typer.Option(
         "--yes",
         "-y",
-        help="Run an agent command, distill command or prompt templates that come from .memory/ "
+        help="Run an agent command, distill command, hooks or prompt templates that come from .memory/ "
         "and that this machine has not run before without asking (they are shown first); "
         "without it a terminal is asked and a pipe refuses (exit 2).",
     ),
@@ -161,9 +161,10 @@ def run(
 
       aether run --format text -- ./my-script.sh {prompt_file}
 
-    The command typed here is run as is; a distill command from .memory/config.toml or
-    prompt templates in .memory/templates/ that this machine has not run before are shown
-    and confirmed first (see --yes).
+    The command typed here is run as is; a distill command or hooks from .memory/config.toml
+    or prompt templates in .memory/templates/ that this machine has not run before are shown
+    and confirmed first (see --yes). Hooks (--on-checkpoint, --on-relaunch, --on-crash,
+    --on-done) and --events are described in docs/hooks.md.
     """
     from aether_cli import commands
 
@@ -225,8 +226,9 @@ def resume(
 
 def _typed(options: RunOptions, *given: str) -> frozenset[str]:
     """What of the launch the person gave now (a flag or AETHER_*), so nothing to confirm."""
-    env = bool(os.environ.get("AETHER_DISTILL_COMMAND"))
-    return frozenset(given) | ({"distill_command"} if options.distill_command or env else set())
+    from aether_cli.commands import typed_items
+
+    return typed_items(options, *given)
 
 
 def _confirm_launch(store: MemoryStore, settings: Settings, *, typed: frozenset[str], yes: bool) -> None:
@@ -234,9 +236,11 @@ def _confirm_launch(store: MemoryStore, settings: Settings, *, typed: frozenset[
     (a pipe refuses unless --yes); then record what runs (trust.py). Not silenced by -q."""
     from aether_cli import trust
     from aether_cli.errors import UsageError
+    from aether_cli.hooks import HOOK_EVENTS
     from aether_cli.prompt_template import read_overrides
 
-    launch = trust.Launch(settings.command, settings.distill_command, read_overrides(store.root))
+    hooks = trust.config_hooks({e: settings.hook(e) for e in HOOK_EVENTS}, typed)
+    launch = trust.Launch(settings.command, settings.distill_command, read_overrides(store.root), hooks)
     record = trust.parse_record(*store.trust_record(trust.MAX_RECORD_BYTES))
     items = trust.unconfirmed(launch, record, typed=typed)
     if items:

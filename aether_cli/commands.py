@@ -56,6 +56,7 @@ def prepare_run(store: MemoryStore, command: list[str] | None, options: RunOptio
         )
     settings = run_settings(store, {"command": tuple(command), **options.flags()})
     check_overhead(settings, agent_format(settings))
+    check_events(settings)
     if not settings.objective:
         settings = with_default_objective(settings)
     return settings
@@ -150,6 +151,8 @@ def resume_plan(
     settings = build_settings(flags, config_path=store.root / C.CONFIG_FILE, stored=stored)
     if need_command and not settings.command:
         raise AetherError("the stored session has no agent command; start a new run with `aether run -- CMD`")
+    if need_command:
+        check_events(settings)
     plan = ResumePlan(
         session_id=str(cont.get("session_id") or ""),
         episode=int(cont.get("episode") or 0) + 1,
@@ -501,3 +504,44 @@ def apply_report(store: MemoryStore, data: dict[str, Any]) -> list[str]:
     from aether_cli import report_advice as A
 
     return A.apply(store.root / C.CONFIG_FILE, A.learned(data["suggestions"]))
+
+
+def typed_items(options: RunOptions, *given: str, environ: dict[str, str] | None = None) -> frozenset[str]:
+    """What of a launch the person gave now, as an option or AETHER_* (so nothing to confirm):
+    `given`, plus the distill command and each hook (`on_<event>`) given that way."""
+    env = os.environ if environ is None else environ
+    names = ("distill_command", "on_checkpoint", "on_relaunch", "on_done", "on_crash")
+    typed = {n for n in names if getattr(options, n) is not None or env.get("AETHER_" + n.upper())}
+    return frozenset(given) | typed
+
+
+def unconfirmed_hooks(store: MemoryStore, settings: Settings, typed: frozenset[str]) -> dict[str, str]:
+    """The hooks config.toml sets (not typed now) that differ from what this machine last
+    confirmed; `aether run`/`resume` ask about them, the Python `run()` refuses them."""
+    from aether_cli import trust
+    from aether_cli.hooks import HOOK_EVENTS
+
+    hooks = trust.config_hooks({e: settings.hook(e) for e in HOOK_EVENTS}, typed)
+    record = trust.parse_record(*store.trust_record(trust.MAX_RECORD_BYTES))
+    launch = trust.Launch(settings.command, settings.distill_command, {}, hooks)
+    return hooks if trust.unconfirmed(launch, record, typed=frozenset(trust.ITEMS) - {"hooks"}) else {}
+
+
+def refuse_unconfirmed_hooks(store: MemoryStore, settings: Settings, typed: frozenset[str]) -> None:
+    """UsageError if config.toml sets hooks this machine has not confirmed (no person to ask)."""
+    hooks = unconfirmed_hooks(store, settings, typed)
+    if hooks:
+        names = ", ".join(f"on_{e}" for e in hooks)
+        raise UsageError(
+            f"{store.root / C.CONFIG_FILE} sets hooks this machine has not confirmed ({names}): "
+            "confirm them once with `aether run --yes` (it shows them), or pass your own as "
+            "keyword arguments (on_done=... , or on_done='' to switch one off)"
+        )
+
+
+def check_events(settings: Settings) -> None:
+    """UsageError now if the --events file cannot be opened for appending (before anything starts)."""
+    if settings.events and settings.events != "-":
+        from aether_cli.event_stream import EventStream
+
+        EventStream.open(settings.events).close()

@@ -66,6 +66,12 @@ def _die_with_parent_of(parent: int) -> Callable[[], None]:
     return arm
 
 
+def die_with_parent() -> Callable[[], None] | None:
+    """The `preexec_fn` that has a child of this process get SIGTERM when it dies (Linux),
+    or None where that cannot be arranged."""
+    return _die_with_parent_of(os.getpid()) if _PRCTL is not None else None
+
+
 def become_subreaper() -> bool:
     """Make this process adopt its orphaned descendants (Linux), so none is left a zombie
     under an init that does not reap (as in many containers). True if it worked."""
@@ -252,7 +258,7 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
             close_fds=True,
-            preexec_fn=_die_with_parent_of(os.getpid()) if _PRCTL is not None else None,
+            preexec_fn=die_with_parent(),
         )
     except FileNotFoundError:
         raise SpawnError(f"agent command not found: {exe}") from None

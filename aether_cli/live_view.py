@@ -120,7 +120,7 @@ class LiveReporter(TerminalReporter):
         if kind != "info":
             self._flush()
         mark, style = PROMINENT.get(kind, ("", "bold " + STYLES.get(kind, "")))
-        body_style = "bold" if kind in ("checkpoint", "launch") else ""
+        body_style = "bold" if kind in ("checkpoint", "launch") else "dim" if kind == "hook" else ""
         self.console.print(Text.assemble(("aether ", style), (mark, style), (clean(text), body_style)))
 
     def usage(self, *, episode: int, used: int, window: int, reported: bool) -> None:

@@ -122,6 +122,22 @@ class RunOptions:
         "staged changes stay staged).",
         "--commit-to-branch",
     )
+    on_checkpoint: str | None = _option(
+        "A shell command run after each checkpoint, the event as JSON on stdin and in "
+        "AETHER_* variables (docs/hooks.md); a failing hook is warned about, never fatal."
+    )
+    on_relaunch: str | None = _option("A shell command run before each relaunch (see --on-checkpoint).")
+    on_done: str | None = _option(
+        "A shell command run once when the run ends, however it ends (see --on-checkpoint)."
+    )
+    on_crash: str | None = _option("A shell command run when the agent crashes (see --on-checkpoint).")
+    hook_timeout: float | None = _option(
+        "Seconds a hook may run before its process group is killed; the run waits for it [30]."
+    )
+    events: str | None = _option(
+        "Append aether's own events to FILE as JSON lines (one per event, for dashboards "
+        "and CI); - writes them to stderr."
+    )
     quiet: bool | None = _option(
         "Hide the agent's output; show only aether's notices.", "--quiet", "-q"
     )

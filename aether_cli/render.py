@@ -36,6 +36,7 @@ STYLES = {
     "error": "bold red",
     "checkpoint": "green",
     "launch": "green",
+    "hook": "dim",
 }
 MAX_SHOWN = 240
 
@@ -121,7 +122,8 @@ class TerminalReporter:
         """A supervisor message: always shown, even with --quiet. It may quote the agent (a
         reason it gave, the end of its stderr), so it is cleaned too; its newlines stay. A
         Text is never read as markup, so nothing is escaped (that printed a stray backslash)."""
-        self.console.print(Text.assemble(("aether ", "bold " + STYLES.get(kind, "")), clean(text)))
+        body = "dim" if kind == "hook" else ""
+        self.console.print(Text.assemble(("aether ", "bold " + STYLES.get(kind, "")), (clean(text), body)))
 
     def usage(self, *, episode: int, used: int, window: int, reported: bool) -> None:
         """Nothing: a pipe gets no live context line."""

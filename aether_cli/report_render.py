@@ -153,33 +153,38 @@ def _episodes(data: dict[str, Any]) -> Table:
 
 
 def _tools(data: dict[str, Any]) -> Table:
-    t = Table(title="tokens by tool", title_justify="left", show_edge=False, pad_edge=False)
-    for col in ("tool", "calls", "result tokens", "average", "share", ""):
-        t.add_column(col, no_wrap=True)
-    for row in data["by_tool"][:MAX_ROWS]:
-        _add(
-            t,
-            _short(row["tool"], 40),
-            _num(row["calls"]),
-            _num(row["result_tokens"]),
-            _num(row["average_result_tokens"]),
-            _pct(row["share"]),
-            hbar(row["share"]),
-        )
-    return t
+    return _shares(
+        "tokens by tool",
+        ("tool", "calls", "result tokens"),
+        data["by_tool"],
+        ("tool", "calls", "result_tokens", "average_result_tokens"),
+    )
 
 
 def _kinds(data: dict[str, Any]) -> Table:
-    t = Table(title="tokens by event kind", title_justify="left", show_edge=False, pad_edge=False)
-    for col in ("kind", "events", "tokens", "average", "share", ""):
+    return _shares(
+        "tokens by event kind",
+        ("kind", "events", "tokens"),
+        data["by_kind"],
+        ("kind", "events", "tokens", "average_tokens"),
+    )
+
+
+def _shares(
+    title: str, heads: tuple[str, str, str], rows: list[dict[str, Any]], keys: tuple[str, ...]
+) -> Table:
+    """A table of who took the tokens: name, count, tokens, average, share and a bar."""
+    name, count, tokens, average = keys
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for col in (*heads, "average", "share", ""):
         t.add_column(col, no_wrap=True)
-    for row in data["by_kind"][:MAX_ROWS]:
+    for row in rows[:MAX_ROWS]:
         _add(
             t,
-            _short(row["kind"], 40),
-            _num(row["events"]),
-            _num(row["tokens"]),
-            _num(row["average_tokens"]),
+            _short(row[name], 40),
+            _num(row[count]),
+            _num(row[tokens]),
+            _num(row[average]),
             _pct(row["share"]),
             hbar(row["share"]),
         )

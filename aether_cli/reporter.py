@@ -15,7 +15,8 @@ class Reporter(Protocol):
     """Where the supervisor says what happens (the terminal, or nothing).
 
     A notice's `kind` is "info", "ok", "warn" or "error"; "checkpoint" (one was
-    written) and "launch" (an episode began) are "ok" notices a view may lift out.
+    written) and "launch" (an episode began) are "ok" notices a view may lift out;
+    "hook" (a hook ran and worked, with the end of its output) is an "info" one a view may dim.
     """
 
     def event(self, ev: P.Event) -> None: ...

@@ -136,6 +136,15 @@ class Settings:
     # onto refs/aether/<session>, or with `commit_to_branch` onto the current branch.
     commit: bool = True
     commit_to_branch: bool = False
+    # Hooks (docs/hooks.md): a shell command run at each of aether's events, the event as
+    # JSON on stdin. From config.toml they are confirmed before they run (trust.py).
+    on_checkpoint: str | None = None
+    on_relaunch: str | None = None
+    on_done: str | None = None
+    on_crash: str | None = None
+    hook_timeout: float = 30.0
+    # Where aether's own events go as JSON lines: a file (appended to) or "-" for stderr.
+    events: str | None = None
 
     @property
     def window(self) -> int:
@@ -185,11 +194,29 @@ class Settings:
             raise UsageError("--context-overhead must not be negative")
         if self.min_uptime < 0 or self.tool_grace < 0:
             raise UsageError("--min-uptime and --tool-grace must not be negative")
+        if not 0 < self.hook_timeout <= MAX_HOOK_TIMEOUT:
+            raise UsageError(
+                f"--hook-timeout must be more than 0 and at most {MAX_HOOK_TIMEOUT:g} seconds, "
+                f"got {self.hook_timeout:g}"
+            )
+        for name in HOOK_SETTINGS:
+            if "\0" in (getattr(self, name) or ""):
+                raise UsageError(f"--{name.replace('_', '-')} must not hold a NUL character")
+        if self.events is not None and not self.events.strip():
+            raise UsageError("--events needs a file name, or - for stderr")
         return self
 
+    def hook(self, event: str) -> str | None:
+        """The hook command of `event` ("checkpoint", "relaunch", "done", "crash"), or None.
+
+        An empty one is none: `--on-done ""` switches off config.toml's."""
+        command = getattr(self, "on_" + event)
+        return command if isinstance(command, str) and command.strip() else None
+
     def to_config(self) -> dict[str, Any]:
-        """The settings as a plain dict (for the continuity file and the ledger)."""
-        d = asdict(self)
+        """The settings as a plain dict (for the continuity file and the ledger), without the
+        hooks and --events: the continuity file is committed, and they are this machine's."""
+        d = {k: v for k, v in asdict(self).items() if k not in LOCAL_ONLY}
         d["command"] = list(self.command)
         d["constraints"] = list(self.constraints)
         return {k: v for k, v in d.items() if v is not None}
@@ -200,8 +227,17 @@ _FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
 # wrote): aether neither writes them into config.toml nor carries them over from
 # a stored session, so a `run -q` does not silence a later `resume`.
 PER_INVOCATION = frozenset({"quiet"})
-# Never read from config.toml (see the module docstring).
-NOT_IN_CONFIG = frozenset({"command"})
+# The hooks and the event stream: never stored with a session (so never carried over
+# by a resume: a resumed run has the hooks of its own flags, AETHER_* and config.toml).
+HOOK_SETTINGS = ("on_checkpoint", "on_relaunch", "on_done", "on_crash")
+LOCAL_ONLY = frozenset({*HOOK_SETTINGS, "hook_timeout", "events"})
+# Never read from config.toml (see the module docstring). `events` names a file aether
+# appends to: a committed file must not pick where.
+NOT_IN_CONFIG = frozenset({"command", "events"})
+# config.toml's [hooks] table: its keys and the setting each one is.
+HOOK_KEYS = {**{name: name for name in HOOK_SETTINGS}, "timeout": "hook_timeout"}
+# A hook holds the run up to this long (docs/hooks.md): longer is a job to start, not wait for.
+MAX_HOOK_TIMEOUT = 3600.0
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -246,11 +282,34 @@ def read_config(path: Path) -> dict[str, Any]:
     table = data.get("run", data)
     if not isinstance(table, dict):
         return {}
-    return {
+    misplaced = sorted(set(table) & set(HOOK_KEYS.values()))
+    if misplaced:
+        raise UsageError(f"{path}: {misplaced[0]} belongs in the [hooks] table (see docs/hooks.md)")
+    out = {
         k: _coerce(k, v, str(path))
         for k, v in table.items()
         if k in _FIELD_TYPES and k not in NOT_IN_CONFIG
     }
+    out.update(_read_hooks(data.get("hooks"), str(path)))
+    return out
+
+
+def _read_hooks(table: Any, source: str) -> dict[str, Any]:
+    """config.toml's [hooks] table, strictly: a typo or a wrong type is an error, not a
+    hook that silently never runs."""
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise UsageError(f"{source}: [hooks] must be a table (on_checkpoint = \"...\", ...)")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = HOOK_KEYS.get(key)
+        if name is None:
+            raise UsageError(f"{source}: [hooks] has no key {key!r} (known: {', '.join(HOOK_KEYS)})")
+        if name != "hook_timeout" and not isinstance(value, str):
+            raise UsageError(f"{source}: [hooks] {key} must be a string (a shell command), got {value!r}")
+        out[name] = _coerce(name, value, f"{source}: [hooks]")
+    return out
 
 
 def read_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -286,7 +345,7 @@ def build_settings(
             {
                 k: _coerce(k, v, "stored settings")
                 for k, v in stored.items()
-                if k in _FIELD_TYPES and k not in PER_INVOCATION
+                if k in _FIELD_TYPES and k not in PER_INVOCATION and k not in LOCAL_ONLY
             }
         )
     merged.update(read_env(environ))

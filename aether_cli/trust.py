@@ -2,7 +2,7 @@
 
 `.memory/` is committed and shared, so what it names is untrusted input: the
 agent command a session resumes with (session_continuity.json), a distill
-command in config.toml, prompt template overrides in templates/. Each of these
+command and hooks in config.toml, prompt template overrides in templates/. Each of these
 is confirmed by a person the first time this machine is to run it (a typed
 flag counts as confirmed); `runs/trusted.json`, local and git-ignored, then
 records digests of what ran. A record is only believed in the `runs/` folder
@@ -22,7 +22,7 @@ import hashlib
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -31,7 +31,9 @@ RECORD_VERSION = 1
 # A record is a few digests: anything larger is not one (and is not read whole).
 MAX_RECORD_BYTES = 4096
 # What a launch runs, in the order they are shown.
-ITEMS = ("command", "distill_command", "templates")
+ITEMS = ("command", "distill_command", "templates", "hooks")
+# Items a record written before they existed may lack: then only they are asked about.
+LATER_ITEMS = frozenset({"hooks"})
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 # Control characters are shown, not sent to the terminal: what runs must be seen as it is.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -45,6 +47,8 @@ class Launch:
     distill_command: str | None
     # Name -> text of each prompt template override in `.memory/templates/`.
     templates: Mapping[str, str]
+    # Event -> shell command of each hook config.toml sets (not those typed as flags or AETHER_*).
+    hooks: Mapping[str, str] = field(default_factory=dict)
 
 
 def _digest(value: Any) -> str:
@@ -57,6 +61,7 @@ def digests(launch: Launch) -> dict[str, str]:
         "command": _digest(list(launch.command)),
         "distill_command": _digest(launch.distill_command),
         "templates": _digest(dict(launch.templates)),
+        "hooks": _digest(dict(launch.hooks)),
     }
 
 
@@ -83,6 +88,8 @@ def parse_record(data: bytes | None, folder: tuple[int, int] | None) -> dict[str
     found: dict[str, str] = {}
     for item in ITEMS:
         digest = value.get(item)
+        if digest is None and item in LATER_ITEMS:
+            continue
         if not isinstance(digest, str) or not _DIGEST.match(digest):
             return None
         found[item] = digest
@@ -91,8 +98,10 @@ def parse_record(data: bytes | None, folder: tuple[int, int] | None) -> dict[str
 
 def _empty(launch: Launch, item: str) -> bool:
     """Nothing runs for it: no distill command, no template override."""
-    return (item == "distill_command" and launch.distill_command is None) or (
-        item == "templates" and not launch.templates
+    return (
+        (item == "distill_command" and launch.distill_command is None)
+        or (item == "templates" and not launch.templates)
+        or (item == "hooks" and not launch.hooks)
     )
 
 
@@ -126,4 +135,13 @@ def explain(launch: Launch, items: list[str], *, templates_dir: str) -> list[str
                 f"  prompt template:  {_visible(templates_dir)}/{name} ({size:,} bytes, "
                 "replaces the bundled one)"
             )
+    if "hooks" in items:
+        for event, command in launch.hooks.items():
+            lines.append(f"  {'hook on_' + event + ':':<18}{_visible(command)}")
     return lines
+
+
+def config_hooks(hooks: Mapping[str, str | None], typed: frozenset[str]) -> dict[str, str]:
+    """The hooks of a launch that come from config.toml: set, and not typed now (`on_<event>`
+    as a flag or AETHER_*: those are the person's own)."""
+    return {event: cmd for event, cmd in hooks.items() if cmd and f"on_{event}" not in typed}

@@ -218,7 +218,7 @@ def test_the_default_config_documents_real_keys(tmp_path: Path) -> None:
     from aether_cli.store import DEFAULT_CONFIG_TOML
 
     uncommented = "\n".join(
-        line[2:] if line.startswith("# ") and "=" in line else line
+        line[2:] if line.startswith("# ") and ("=" in line or line.startswith("# [")) else line
         for line in DEFAULT_CONFIG_TOML.splitlines()
     )
     cfg = tmp_path / "config.toml"
@@ -234,6 +234,9 @@ def test_the_default_config_documents_real_keys(tmp_path: Path) -> None:
         "emergency_at",
         "checkpoint_timeout",
         "max_restarts",
+        "on_checkpoint",
+        "on_done",
+        "hook_timeout",
     } <= read.keys()
     assert build_settings({}, config_path=cfg).context_window == 128_000
 

@@ -29,6 +29,13 @@ DEFAULT_CONFIG_TOML = f"""\
 # checkpoint_timeout = {C.DEFAULT_CHECKPOINT_TIMEOUT}       # seconds to wait for the agent's own checkpoint
 # max_restarts = {C.DEFAULT_MAX_RESTARTS}
 # distill_command = "claude -p"      # asked once on each machine before it first runs
+
+# Hooks: shell commands run at aether's events, the event as JSON on stdin (docs/hooks.md).
+# Like distill_command, each is shown and confirmed on each machine before it first runs.
+# [hooks]
+# on_checkpoint = 'notify-send "aether: checkpoint $AETHER_CHECKPOINT"'
+# on_done = "./ci/report.sh"
+# timeout = 30                       # seconds a hook may run
 """
 
 README_TEXT = f"""\

@@ -26,6 +26,7 @@ from typing import Any
 
 from aether_cli import constants as C
 from aether_cli import protocol as P
+from aether_cli.event_stream import EventStream, StreamingReporter
 from aether_cli.git_memory import MemoryCommits
 from aether_cli.launcher import Child, backoff_delay, describe_status, exit_code_of, spawn
 from aether_cli.plan import ResumePlan, RunResult
@@ -49,6 +50,16 @@ OVERFLOW_LIMIT = 3
 STALL_TRIGGERS = ("budget", "emergency", "steps")
 
 
+def _signal_name(status: int) -> str | None:
+    """The name of the signal that killed the agent (status -n), else None."""
+    if status >= 0:
+        return None
+    try:
+        return signal.Signals(-status).name
+    except ValueError:
+        return f"signal {-status}"
+
+
 class Supervisor:
     """Runs one session of an agent under a context budget."""
 
@@ -69,7 +80,11 @@ class Supervisor:
     ) -> None:
         self.settings = settings
         self.store = store
+        # Opened before anything else: a file that cannot be written is an error before any start.
+        stream = EventStream.open(settings.events) if settings.events else None
         self.ui: Reporter = reporter or NullReporter()
+        if stream is not None:
+            self.ui = StreamingReporter(self.ui, stream)
         self.clock = clock
         self.rng = rng or random.Random()
         self.signals = Signals()
@@ -84,6 +99,7 @@ class Supervisor:
             cwd=cwd or Path.cwd(),
             signals=self.signals,
             commits=commits,
+            stream=stream,
         )
         self.episodes_run = 0
         self.stalled = 0
@@ -175,6 +191,11 @@ class Supervisor:
             # It ran long enough to count as healthy: this crash starts a new count.
             self.session.restarts = 0
         self.session.restarts += 1
+        crash = {
+            "episode": ep.number, "exit_code": exit_code_of(end.status), "status": "crashed",
+            "signal": _signal_name(end.status),
+            "checkpoint": ck["id"], "restarts": self.session.restarts, "max_restarts": s.max_restarts,
+        }  # fmt: skip
         if self.session.restarts > s.max_restarts:
             # The agent's own code (128+n for death by signal n) is told, not passed through:
             # it could be 1 or 3, which mean something else from aether.
@@ -186,6 +207,7 @@ class Supervisor:
                 f"intact at {ck['id']}: fix the agent, then `aether resume`."
             )
             self.ui.notice(msg + said, "error")
+            self.session.events.emit("crash", **crash, gave_up=True)
             return self.session.result(C.EXIT_AGENT_CRASHED, "crashed", msg)
         restarts = self.session.restarts
         delay = backoff_delay(restarts, s.backoff_base, s.backoff_cap, self.rng)
@@ -194,6 +216,7 @@ class Supervisor:
             + said,
             "warn",
         )
+        self.session.events.emit("crash", **crash, gave_up=False)
         self.session.record("backoff", seconds=delay, restarts=self.session.restarts)
         if self.sleep(delay):
             self.session.write_continuity("stopped")
@@ -244,6 +267,10 @@ class Supervisor:
         """Hand the live agent its next episode's prompt; the prompt's tokens."""
         ck_id = self.session.checkpoints.last_id
         assert ck_id is not None
+        self.session.events.emit(
+            "relaunch", episode=self.session.episode, checkpoint=ck_id, in_place=True,
+            trigger=(self.session.last_checkpoint or {}).get("trigger"),
+        )  # fmt: skip
         prompt = self.session.prompt()
         self.store.write_prompt(prompt.text)
         child.send(P.cmd_rehydrate(episode=self.session.episode, prompt=prompt.text, checkpoint=ck_id))

@@ -27,6 +27,7 @@ from aether_cli.budget import Budget, decide_window
 from aether_cli.distill import HandoffResult
 from aether_cli.episode_log import EpisodeLog
 from aether_cli.episode_prompt import episode_prompt
+from aether_cli.event_stream import EventStream
 from aether_cli.git_memory import MemoryCommits, MemoryGit
 from aether_cli.handoff import handoff_request
 from aether_cli.launcher import Child, become_subreaper, end_session_processes, reap_orphans
@@ -43,6 +44,7 @@ from aether_cli.supervisor.episode import Episode
 from aether_cli.supervisor.launching import Launcher, LaunchSpec
 from aether_cli.supervisor.redo import RedoMeter
 from aether_cli.supervisor.rollout_follow import RolloutFollower
+from aether_cli.supervisor.run_events import RunEvents
 from aether_cli.supervisor.run_state import AgentFacts, RunFacts, RunRecords, Signals, new_session_id
 from aether_cli.supervisor.stream_position import SAFE_POINTS
 from aether_cli.supervisor.streams import Streams
@@ -55,6 +57,8 @@ FAST_TICK = 0.005
 # Paths remembered to tell a new file from one written before (bounds memory on a long run).
 MAX_FILES_SEEN = 10_000
 HEARTBEAT_EVERY = 0.5
+# Characters of the newest progress line a "checkpoint" event carries.
+PROGRESS_CHARS = 300
 REAP_EVERY = 1.0
 
 
@@ -74,6 +78,7 @@ class Session:
         cwd: Path,
         signals: Signals,
         commits: MemoryCommits | None = None,
+        stream: EventStream | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -114,8 +119,16 @@ class Session:
             notice=ui.notice,
             commits=commits,
         )
+        self.events = RunEvents(
+            settings, stream, memory_dir=store.root, environ=environ, cwd=cwd, record=self.record,
+            notice=ui.notice, cancelled=lambda: signals.force,
+        )  # fmt: skip
         self.session_id = ""
         self.episode = 0
+        # This run's own counts, for the "done" event.
+        self.launches = 0
+        self.episodes_run = 0
+        self.checkpoints_written = 0
         self.restarts = 0
         self.overflow_streak = 0
         self.started = 0.0
@@ -153,6 +166,7 @@ class Session:
         if isinstance(agent, dict) and isinstance(agent.get("session_id"), str):
             self.agent.stream_session = agent["session_id"]
         become_subreaper()
+        self.events.session = self.session_id
         self.records.open(self.session_id)
         self.started = self.clock()
         if plan is None:
@@ -183,6 +197,10 @@ class Session:
         # Before the agent starts: a record that cannot be written must stop the run here,
         # not after the launch (the agent would have started work only to be killed).
         self.write_continuity("running", 0.0)
+        self.events.emit(
+            "start", resumed=plan is not None, episode=self.episode, checkpoint=ckpt_id,
+            window=self.window, format=self.fmt,
+        )  # fmt: skip
 
     def _restored(self, plan: ResumePlan, ckpt_id: str | None) -> None:
         """Keep what the first prompt of a resume needs: the changes since its checkpoint and
@@ -223,6 +241,13 @@ class Session:
     def launch(self, prompt: Prompt) -> Child:
         """Start the agent for this episode with `prompt`, and its stream readers."""
         ckpt_id = self.checkpoints.last_id
+        if self.launches:
+            # Before the new agent starts: a hook may want to act between the two.
+            trigger = (self.last_checkpoint or {}).get("trigger")
+            self.events.emit(
+                "relaunch", episode=self.episode, checkpoint=ckpt_id, in_place=False, trigger=trigger,
+            )  # fmt: skip
+        self.launches += 1
         spec = LaunchSpec(self.session_id, self.episode, ckpt_id, self.window, self.agent.stream_session)
         self.launched_at = self.clock()
         child, argv = self.launcher.launch(prompt, spec)
@@ -241,6 +266,9 @@ class Session:
             f"episode {self.episode}: launched pid {child.pid} ({where}, prompt {prompt.tokens} tokens)",
             "launch",
         )
+        self.events.emit(
+            "launch", episode=self.episode, checkpoint=ckpt_id, pid=child.pid, prompt_tokens=prompt.tokens,
+        )  # fmt: skip
         if self._resume_pending:
             self._resume_pending = False
             self.rehydrated(prompt)
@@ -275,6 +303,7 @@ class Session:
         budget.reset(prompt_tokens + self.overhead)
         tasks = {t["id"]: t for t in self.store.list_tasks()}
         self.meter.start(self.episode, self.last_checkpoint)
+        self.episodes_run += 1
         return Episode(
             settings=s,
             child=child,
@@ -364,7 +393,7 @@ class Session:
         if figures is not None:
             self.record("continuity", **figures.as_record())
         self.checkpoints.flush_tasks(ep.log, ep.dirty_tasks)
-        return self.checkpoints.write(
+        ck = self.checkpoints.write(
             trigger,
             ep.log,
             ep.budget,
@@ -377,6 +406,16 @@ class Session:
             agent_session=self.agent.stream_session,
             handoff=handoff,
         )
+        self.checkpoints_written += 1
+        m = ck.get("metrics") or {}
+        progress = ck.get("progress") or [""]
+        self.events.emit(
+            "checkpoint", id=ck["id"], trigger=trigger, distiller=ck.get("distiller"),
+            note=ck.get("distiller_note", ""), episode=self.episode,
+            episode_tokens=m.get("episode_tokens"), checkpoint_tokens=m.get("checkpoint_tokens"),
+            progress=str(progress[-1])[:PROGRESS_CHARS],
+        )  # fmt: skip
+        return ck
 
     def _codex_handoff(self, trigger: str) -> HandoffResult | None:
         """Codex's own handoff, by `codex exec resume` of the stopped thread, read-only."""
@@ -463,11 +502,23 @@ class Session:
         """Append a record of the current episode to the run ledger."""
         self.records.episode = self.episode
         self.records.record(kind, **fields)
+        if kind == "command" and fields.get("command") == "budget":
+            used, window = int(fields.get("used") or 0), self.window
+            self.events.emit(
+                "threshold", episode=self.episode, level=fields.get("level"), used=used, window=window,
+                fraction=round(used / window, 4),
+            )  # fmt: skip
 
     def result(self, code: int, status: str, message: str) -> RunResult:
         """The run's result, recorded as its end in the ledger (after `.memory/` is committed)."""
         self.checkpoints.commit_pending()
         self.checkpoints.commit_memory("end", session_id=self.session_id, episode=self.episode, status=status)
+        # The hook's record comes before the end's: the end stays the ledger's last line.
+        self.events.emit(
+            "done", status=status, exit_code=code, message=message, episode=self.episode,
+            checkpoint=self.checkpoints.last_id, checkpoints=self.checkpoints_written,
+            episodes=self.episodes_run,
+        )  # fmt: skip
         self.record("end", status=status, exit_code=code, message=message)
         return RunResult(code, status, message, self.session_id, self.episode, self.checkpoints.last_id)
 
@@ -478,3 +529,4 @@ class Session:
             child.signal_group(signal.SIGKILL)
         self.records.close()
         self.streams.close()
+        self.events.close()
