@@ -94,17 +94,21 @@ def run(
 
 def resume_run(
     checkpoint: str | None = None, *, memory_dir: str | os.PathLike[str] | None = None,
-    cwd: str | os.PathLike[str] | None = None, force: bool = False, reporter: Reporter | None = None,
-    **settings: Any,
+    cwd: str | os.PathLike[str] | None = None, force: bool = False, strict: bool = False,
+    reporter: Reporter | None = None, **settings: Any,
 ) -> RunResult:
     """Continue the stored session as `aether resume [CHECKPOINT]` does: its command and
-    settings, `settings` given now overriding them. A note about recovery goes to `reporter`."""
+    settings, `settings` given now overriding them. A note about recovery and what changed
+    since the checkpoint go to `reporter`. `force` resumes a session that ended done;
+    `strict` refuses (AetherError) when the workspace changed since the checkpoint."""
     where = Path(cwd) if cwd is not None else Path.cwd()
     options = run_options(settings, where="resume_run()")
     store = store_at(memory_dir, where)
     plan, s, note = commands.resume_plan(store, checkpoint, options.flags(), force=force)
-    if note and reporter is not None:
-        reporter.notice(note, "warn")
+    notes = [(note, "warn"), *commands.restore_guard(store, plan, where, strict=strict)]
+    for text, kind in notes:
+        if text and reporter is not None:
+            reporter.notice(text, kind)
     return _supervise(store, s, plan, where, reporter, commands.typed_items(options))
 
 

@@ -187,7 +187,19 @@ def resume(
     options: RunOptions,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Use a checkpoint even if its content no longer matches its sha256."),
+        typer.Option(
+            "--force",
+            help="Resume a session that already ended done (its agent may redo finished work), "
+            "and use a checkpoint even if its content no longer matches its sha256.",
+        ),
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse (exit 1) when the workspace changed since the checkpoint: new commits, "
+            "another branch, different uncommitted changes, or a commit this repository lacks.",
+        ),
     ] = False,
     yes: YesFlag = False,
     memory_dir: MemoryDir = None,
@@ -197,15 +209,27 @@ def resume(
     Without CHECKPOINT it starts from the newest intact checkpoint, skipping (and naming) corrupt ones.
     After a git merge of two branches the record holds both sessions: name a session id to continue
     that one from its own last checkpoint.
-    The options of `aether run` given now override the stored settings. The command comes from
-    .memory/session_continuity.json, which git shares: when it (or a distill command or prompt
-    templates) differs from what this machine last ran, it is shown and confirmed first (see --yes).
+    Before the launch it says what changed since the checkpoint (git: commits, files, uncommitted
+    changes) and which later checkpoints an older CHECKPOINT leaves out; the relaunch prompt gets
+    a short "Changed since the checkpoint" section. The options of `aether run` given now override
+    the stored settings. The command comes from .memory/session_continuity.json, which git shares:
+    when it (or a distill command or prompt templates) differs from what this machine last ran, it
+    is shown and confirmed first (see --yes).
+
+    Examples:
+
+      aether resume                      # the latest checkpoint
+
+      aether resume chk_000003 --strict  # an older one, if nothing changed
+
+      aether resume ses_20261206         # one of two sessions a merge brought together
     """
     from aether_cli import commands
 
     store = commands.open_store(memory_dir)
     plan, settings, note = commands.resume_plan(store, checkpoint, options.flags(), force=force)
-    _supervise(store, settings, plan, note=note, typed=_typed(options), yes=yes)
+    notes = [(note, "warn"), *commands.restore_guard(store, plan, Path.cwd(), strict=strict)]
+    _supervise(store, settings, plan, notes=notes, typed=_typed(options), yes=yes)
 
 
 def _typed(options: RunOptions, *given: str) -> frozenset[str]:
@@ -242,7 +266,7 @@ def _confirm_launch(store: MemoryStore, settings: Settings, *, typed: frozenset[
 
 def _supervise(
     store: MemoryStore, settings: Settings, plan: ResumePlan | None, *,
-    typed: frozenset[str], yes: bool, note: str = "",
+    typed: frozenset[str], yes: bool, notes: list[tuple[str, str]] | None = None,
 ) -> None:
     # Before the heavy imports and the tokenizer: a second run must fail at once.
     store.ensure_unlocked()
@@ -253,9 +277,10 @@ def _supervise(
 
     marks = (settings.soft_at, settings.checkpoint_at, settings.emergency_at)
     reporter = reporter_for(_console(), quiet=settings.quiet, marks=marks)
-    for warning in (note, unknown_model_warning(settings.model, settings.context_window)):
-        if warning:
-            reporter.notice(warning, "warn")
+    model_note = unknown_model_warning(settings.model, settings.context_window)
+    for text, kind in [*(notes or []), (model_note, "warn")]:
+        if text:
+            reporter.notice(text, kind)
     result = Supervisor(settings, store, reporter=reporter).run(plan)
     if reporter.shows_summary:
         from aether_cli.run_summary import summarize

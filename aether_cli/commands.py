@@ -141,7 +141,8 @@ def resume_plan(
     one, else the latest) and the note names any newer one it had to skip as
     corrupt. A named `ref` that is corrupt is refused (CorruptMemoryError);
     one that only fails its sha256 (edited by hand) is used with `force`.
-    `need_command`: False for the in-process engine, which launches nothing.
+    A session that ended `done` is refused unless `force` (it would redo
+    finished work). `need_command`: False for the in-process engine, which launches nothing.
     """
     from aether_cli.plan import ResumePlan
     from aether_cli.settings import build_settings
@@ -157,6 +158,9 @@ def resume_plan(
     if cont.get("status") == "running":
         notes.append("recovered a session whose supervisor died (status was still 'running')")
     ckpt_id = _resume_checkpoint(store, ref, cont, force=force, notes=notes)
+    # After the checkpoint is judged: a corrupt one keeps its own error and exit code.
+    if cont.get("status") == "done":
+        _refuse_done(cont, force=force, notes=notes)
     if ckpt_id and (gone := parent_note(store, store.read_checkpoint(ckpt_id))):
         notes.append(f"resuming from {ckpt_id}; its {gone}")
     stored = dict(cont.get("settings") or {})
@@ -216,6 +220,55 @@ def _named_session(cont: dict[str, Any], ref: str) -> dict[str, Any] | None:
     if not matches and ref.startswith("ses_"):
         raise NotFoundError(f"no session {ref!r} in {C.CONTINUITY_FILE} (`aether status` lists them)")
     return sessions[matches[0]] if matches else None
+
+
+def _refuse_done(cont: dict[str, Any], *, force: bool, notes: list[str]) -> None:
+    """A finished session is resumed only with `force`: its agent would start over on done work.
+    The record is untrusted, so what it says is shown as plain, capped text."""
+    from aether_cli.restore_check import plain_line
+
+    sid, when = plain_line(str(cont.get("session_id") or "?")), plain_line(str(cont.get("updated_at") or "?"))
+    last = plain_line(str(cont.get("last_checkpoint") or "no checkpoint"))
+    if not force:
+        raise AetherError(
+            f"session {sid} finished at {when} with {last}; `aether resume --force` goes on anyway, "
+            "or `aether run` starts a new session"
+        )
+    notes.append(f"resuming session {sid}, which finished at {when} with {last} (--force)")
+
+
+def restore_guard(
+    store: MemoryStore, plan: ResumePlan, cwd: Path, *, strict: bool = False
+) -> list[tuple[str, str]]:
+    """The restore guardrails of a resume, before its launch: (line, "info" | "warn") to show.
+
+    Compares the checkpoint's workspace with `cwd`'s now and names the session's
+    later checkpoints (restore_check); what it finds goes into `plan.changed`,
+    the relaunch prompt's "Changed since the checkpoint" section. With
+    `strict`, a workspace that changed (or whose recorded commit cannot be
+    compared) refuses the resume (AetherError, exit 1), naming what changed.
+    """
+    from aether_cli.restore_check import later_checkpoints, later_note, prompt_lines, workspace_drift
+
+    if plan.checkpoint_id is None:
+        return []
+    try:
+        ck = store.read_checkpoint(plan.checkpoint_id)
+    except AetherError:
+        return []  # resume_plan already judged it; its own read reports the trouble
+    drift = workspace_drift(cwd, ck.get("workspace"))
+    if strict and (drift.changed or drift.uncertain):
+        raise AetherError(
+            f"the workspace changed since checkpoint {plan.checkpoint_id}: {drift.summary()}; "
+            "refusing to resume (--strict)"
+        )
+    later = later_checkpoints(store, plan.checkpoint_id, plan.session_id)
+    plan.changed = prompt_lines(drift, later)
+    kind = "warn" if drift.changed or drift.uncertain else "info"
+    lines = [(line, kind) for line in drift.lines()]
+    if later:
+        lines.append((later_note(plan.checkpoint_id, later), "warn"))
+    return lines
 
 
 def _command_text(command: Any) -> str:

@@ -42,6 +42,7 @@ from aether_cli.episode_prompt import episode_prompt
 from aether_cli.errors import AetherError
 from aether_cli.git_memory import MemoryGit
 from aether_cli.plan import ResumePlan
+from aether_cli.restore_check import expected_tokens, rehydration_line
 from aether_cli.settings import Settings
 from aether_cli.store import MemoryStore
 from aether_cli.supervisor.checkpointing import Checkpointer
@@ -97,6 +98,11 @@ class Engine(E.AgentCalls):
         self.session_id, self.episode, self.status = "", 0, "new"
         self._last_beat = self._last_poll = float("-inf")
         self._wanted = False
+        # A resume's "Changed since the checkpoint" lines (for contexts built from that
+        # checkpoint) and, until the first one is built, the session's last launch record.
+        self._changed: tuple[str | None, list[str]] = (None, [])
+        self._resume_pending = False
+        self._resumed_launch: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ making one
 
@@ -133,23 +139,28 @@ class Engine(E.AgentCalls):
     @classmethod
     def resume(
         cls, checkpoint_id: str | None = None, *, memory_dir: str | os.PathLike[str] | None = None,
-        cwd: str | os.PathLike[str] | None = None, force: bool = False,
+        cwd: str | os.PathLike[str] | None = None, force: bool = False, strict: bool = False,
         on_event: Callback | None = None, **settings: Any,
     ) -> Engine:
         """Continue the stored session from `checkpoint_id` (an id or a unique prefix; default:
         the newest intact one), with its stored settings; `settings` given now override them.
 
         A session whose run died is first recovered from its ledger, as `aether resume` does;
-        what was skipped or recovered is said in "notice" events (pass `on_event` to see them)."""
+        what was skipped or recovered, and what changed in `cwd`'s workspace since the
+        checkpoint, is said in "notice" events (pass `on_event` to see them), and the first
+        `context()` gets a "Changed since the checkpoint" section. A session that ended done
+        is refused without `force`; `strict` refuses one whose workspace changed."""
         where = Path(cwd) if cwd is not None else Path.cwd()
         options = run_options(settings, only=ENGINE_OPTIONS, where="Engine.resume")
         store = store_at(memory_dir, where)
         plan, s, note = commands.resume_plan(
             store, checkpoint_id, options.flags(), force=force, need_command=False
         )
+        guard = commands.restore_guard(store, plan, where, strict=strict)
         engine = cls(store, s, cwd=where, on_event=on_event)
-        if note:
-            engine._notice(note, "warn")
+        for text, kind in [(note, "warn"), *guard]:
+            if text:
+                engine._notice(text, kind)
         engine._start(plan.session_id, plan.episode, plan.checkpoint_id, plan)
         return engine
 
@@ -165,6 +176,12 @@ class Engine(E.AgentCalls):
             if plan is not None and plan.recover and plan.latest:
                 ck = self._checkpoints.recover(session_id, episode, self.window)
                 self._notice(f"recovered the dead run's last episode into checkpoint {ck['id']}", "warn")
+            if plan is not None and ckpt_id is not None:
+                # As the supervisor's Session._restored: after a recovery the changes listed
+                # were against the checkpoint before, and are the dead episode's own work.
+                if self._checkpoints.last_id == ckpt_id:
+                    self._changed = (ckpt_id, list(plan.changed))
+                self._resume_pending, self._resumed_launch = True, self._records.last("launch")
             self._record(
                 "session", resumed=plan is not None, checkpoint=ckpt_id, settings=self.settings.to_config(),
                 tokenizer=self._counter.name, format=FORMAT, in_process=True,
@@ -184,6 +201,7 @@ class Engine(E.AgentCalls):
             self.store, self._counter.count, objective=s.objective, window=self.window,
             budget_override=s.prompt_budget, checkpoint=last, episode=self.episode,
             session_id=self.session_id,
+            changed=self._changed[1] if self._checkpoints.last_id == self._changed[0] else None,
         )  # fmt: skip
         self._budget = Budget(
             window=self.window, soft_at=s.soft_at, checkpoint_at=s.checkpoint_at,
@@ -202,8 +220,22 @@ class Engine(E.AgentCalls):
             context_overhead=0, prompt_budget=self._prompt.budget, evicted=list(self._prompt.evicted),
             in_process=True,
         )  # fmt: skip
+        if self._resume_pending:
+            self._rehydrated()
         self._continuity("running", self._budget.fraction)
         self._emit("episode", episode=self.episode, checkpoint=ckpt, prompt_tokens=self._prompt.tokens)
+
+    def _rehydrated(self) -> None:
+        """The first context of a resume against what it was expected to cost (as the supervisor)."""
+        self._resume_pending = False
+        last = self._checkpoints.last
+        expected, source = expected_tokens(last, self._resumed_launch, self._prompt.budget)
+        text, kind = rehydration_line(self._prompt.tokens, expected, source)
+        self._record(
+            "rehydrated", checkpoint=self._checkpoints.last_id, prompt_tokens=self._prompt.tokens,
+            expected_tokens=expected, expected_from=source or None, changed_lines=len(self._changed[1]),
+        )  # fmt: skip
+        self._notice(text, kind)
 
     def _take(self, ev: P.Event) -> None:
         """One accepted event, as the supervisor takes a process agent's (supervisor.episode)."""

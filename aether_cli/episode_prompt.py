@@ -29,11 +29,14 @@ def episode_prompt(
     episode: int,
     session_id: str,
     shrink: int = 0,
+    changed: list[str] | None = None,
 ) -> Prompt:
     """The launch prompt: the first one (no `checkpoint`), else one rehydrated from it.
 
     `shrink` halves the budget that many times (the supervisor's overflow guard:
-    an episode that overflowed at once gets a smaller prompt next time)."""
+    an episode that overflowed at once gets a smaller prompt next time).
+    `changed`: what changed since `checkpoint` when a resume starts from it
+    (restore_check's lines; none on an ordinary relaunch)."""
     budget = prompt_budget(window, budget_override)
     if shrink:
         budget = max(64, budget >> shrink)
@@ -55,4 +58,5 @@ def episode_prompt(
         count=count,
         budget=budget,
         memory_dir=store.root,
+        changed=changed,
     )

@@ -8,7 +8,7 @@ This module knows nothing of processes, the store or the terminal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -33,3 +33,6 @@ class ResumePlan:
     restarts: int = 0
     recover: bool = False
     latest: bool = True
+    # The relaunch prompt's "Changed since the checkpoint" lines (commands.restore_guard):
+    # what changed in the workspace, and later checkpoints; empty when nothing did.
+    changed: list[str] = field(default_factory=list)

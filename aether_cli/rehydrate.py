@@ -18,6 +18,7 @@ same bytes.
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,9 @@ _REHYDRATE_STEPS = (
     Step("last_intent", 0, "last_intent:{k}"),
     Step("decisions", 0, "decisions:{k} latest"),
     Step("constraints", 3, "constraints:{k} oldest"),
+    # What changed since the checkpoint a resume starts from: its commit list first, its
+    # summary line last (the agent must at least learn its notes may be stale).
+    Step("changed", 1, "changed_since_checkpoint:{k}"),
     # Still too big: the rest of the optional material goes too, the most needed last.
     Step("files_written", 5, "files_written:{k} oldest"),
     Step("files_changed", 10, "files_changed:{k} oldest"),
@@ -72,10 +76,12 @@ _REHYDRATE_STEPS = (
     Step("files_changed", 0, "files_changed:{k} latest"),
     Step("todos", 0, "todos:{k} latest"),
     Step("errors", 0, "errors:{k} latest"),
+    Step("changed", 0, "changed_since_checkpoint:{k} summary"),
     Step("interrupted", 0, "interrupted_calls:{k}"),
     Step("resume", 0, "resume_instructions:standard text used"),
 )
 LAST_INTENT_CHARS = C.LAST_INTENT_CHARS
+CHANGED_TITLE = "Changed since the checkpoint (re-read these; your notes may be stale)"
 MAX_DONE_SHOWN = 10
 TODO_PREFIX = "todo-"  # the ids adapters give the items of an agent's todo list
 # Next actions the rules wrote for an open call: the call is then not listed twice.
@@ -282,9 +288,16 @@ def _done_lines(done: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _changed_pool(changed: list[str]) -> Pool:
+    """The "Changed since the checkpoint" lines as a pool, shown in the given order: the first
+    (the summary) is evicted last, the others in order (commits, files, later checkpoints)."""
+    order = [*range(1, len(changed)), 0] if changed else []  # eviction order, by given index
+    return Pool([changed[i] for i in order], display=[order.index(i) for i in range(len(changed))])
+
+
 def _rehydrate_pools(
     chk: dict[str, Any], state: dict[str, Any], tasks: tuple[list[dict[str, Any]], list[dict[str, Any]]],
-    fact_pool: Pool,
+    fact_pool: Pool, since_checkpoint: list[str],
 ) -> dict[str, Pool]:
     unfinished, done = tasks
     resume = _str(chk.get("resume_instructions")) or _str(state.get("resume_instructions"))
@@ -310,6 +323,7 @@ def _rehydrate_pools(
         "errors": Pool(_errors(chk, state)),
         "interrupted": Pool(_open_calls(chk, state)),
         "resume": Pool([resume] if resume.strip() else []),
+        "changed": _changed_pool(since_checkpoint),
     }
 
 
@@ -370,12 +384,13 @@ def _rehydrate_values(fixed: _Mandatory, pools: dict[str, Pool], cut: Cutter) ->
         "recent_calls": _section("Last tool calls", bullets("recent_calls")),
         "done_tasks": _section("Finished tasks", pools["done_tasks"].kept()),
         "resume": kept_resume[0] if kept_resume else STANDARD_RESUME,
+        "changed": _section(CHANGED_TITLE, pools["changed"].kept()),
     }
 
 
 def rehydrate_prompt(
     *, checkpoint: dict, tasks: list[dict], facts: list[dict], episode: int, count: Counter,
-    budget: int, memory_dir: Path | None,
+    budget: int, memory_dir: Path | None, changed: list[str] | None = None,
 ) -> Prompt:
     """The relaunch prompt for `episode` from `checkpoint` (template "rehydrate.md").
 
@@ -386,8 +401,14 @@ def rehydrate_prompt(
     calls, unresolved errors, files changed and open todos last) until the
     prompt fits `budget`; then over-long mandatory items are shortened with
     "…". `evicted` records all of it.
+
+    `changed`: the "Changed since the checkpoint" lines of a resume
+    (restore_check), shown as `$changed`, or after the prompt when a user's
+    template does not use that variable (a template from before it existed).
     """
     template = load_template("rehydrate.md", memory_dir)
+    if changed and "changed" not in string.Template(template).get_identifiers():
+        template = template.rstrip("\n") + "\n\n$changed\n"
     chk = checkpoint if isinstance(checkpoint, dict) else {}
     raw_state = chk.get("state")
     state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
@@ -401,7 +422,7 @@ def rehydrate_prompt(
         unfinished=unfinished,
         pinned=pinned,
     )
-    pools = _rehydrate_pools(chk, state, (unfinished, done), fact_pool)
+    pools = _rehydrate_pools(chk, state, (unfinished, done), fact_pool, list(changed or []))
 
     def build(cut: Cutter) -> str:
         values = _rehydrate_values(fixed, pools, cut)

@@ -63,7 +63,7 @@ _SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
 _PATHSPEC = ["--", ".", ":(exclude).memory"]
 
 
-def _git_bounded(args: list[str], cwd: Path, deadline: float) -> bytes | None:
+def git_bounded(args: list[str], cwd: Path, deadline: float) -> bytes | None:
     """git's stdout, at most MAX_GIT_BYTES, or None on failure or once `deadline` passes."""
     try:
         proc = subprocess.Popen(
@@ -104,14 +104,20 @@ def _git_bounded(args: list[str], cwd: Path, deadline: float) -> bytes | None:
 
 def is_commit(value: str) -> bool:
     """True for a full commit id (40 or 64 hex digits): nothing else may reach git's command line."""
-    return bool(_SHA.match(value))
+    # fullmatch: `$` alone would also accept an id followed by a newline.
+    return bool(_SHA.fullmatch(value))
+
+
+def in_repository(cwd: Path) -> bool:
+    """Whether `cwd` is inside a git repository (False without git too)."""
+    return _git(["rev-parse", "--git-dir"], cwd) is not None
 
 
 def session_start(cwd: Path) -> str | None:
     """The commit HEAD names now (call it when a session begins), or None outside a repository."""
     head = _git(["rev-parse", "--verify", "-q", "HEAD"], cwd)
     sha = head.decode(errors="replace").strip() if head else ""
-    return sha if _SHA.match(sha) else None
+    return sha if is_commit(sha) else None
 
 
 def _status_entries(out: bytes) -> dict[str, str]:
@@ -160,26 +166,26 @@ def changed_files(cwd: Path, since: str | None) -> list[dict[str, Any]] | None:
     goes on git's command line), nor is one git no longer knows.
     """
     deadline = time.monotonic() + CHANGES_TIMEOUT
-    status = _git_bounded(
+    status = git_bounded(
         ["status", "--porcelain=v1", "-z", "--untracked-files=all", *_PATHSPEC], cwd, deadline
     )
     if status is None:
         return None
     # git names paths from the repository's top; the agent reads them from its own folder.
-    prefix = _git_bounded(["rev-parse", "--show-prefix"], cwd, deadline) or b""
+    prefix = git_bounded(["rev-parse", "--show-prefix"], cwd, deadline) or b""
     top = prefix.decode(errors="replace").strip()
     found = _status_entries(status)
     counts: dict[str, tuple[int | None, int | None]] = {}
     if since is not None and is_commit(since):
         diff = ["diff", "--no-renames", "-z", since, *_PATHSPEC]
-        names = _git_bounded([*diff[:1], "--name-status", *diff[1:]], cwd, deadline)
+        names = git_bounded([*diff[:1], "--name-status", *diff[1:]], cwd, deadline)
         fields = (names or b"").split(b"\0")
         for code, raw in zip(fields[::2], fields[1::2], strict=False):
             kind = {"A": "added", "D": "deleted"}.get(code.decode(errors="replace")[:1], "modified")
             name = raw.decode(errors="replace")
             if name and found.get(name) != "untracked":
                 found[name] = kind
-        numstat = _git_bounded([*diff[:1], "--numstat", *diff[1:]], cwd, deadline)
+        numstat = git_bounded([*diff[:1], "--numstat", *diff[1:]], cwd, deadline)
         counts = _numstat(numstat or b"")
     out = []
     for path in sorted(found)[:MAX_CHANGED]:

@@ -26,9 +26,10 @@ def supervised(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
 
     def fake(
-        store: Any, settings: Settings, plan: Any, *, typed: frozenset[str], yes: bool, note: str = ""
+        store: Any, settings: Settings, plan: Any, *, typed: frozenset[str], yes: bool,
+        notes: list[tuple[str, str]] | None = None,
     ) -> None:
-        calls.append({"settings": settings, "plan": plan, "note": note, "typed": typed, "yes": yes})
+        calls.append({"settings": settings, "plan": plan, "notes": notes, "typed": typed, "yes": yes})
 
     monkeypatch.setattr(cli, "_supervise", fake)
     return calls

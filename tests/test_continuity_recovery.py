@@ -138,7 +138,9 @@ def test_resume_rebuilds_the_record_from_the_newest_checkpoint(
     before = read_json(memory / C.CONTINUITY_FILE)
     newest = read_json(checkpoint_files(memory)[-1])
     damage(memory, BAD_FORMS[form])
-    res = aether("resume", "-q", "--yes")  # a copied .memory is another clone: confirmed here
+    # The agent's episodes end with exit 0, so the newest checkpoint's trigger is "done" and the
+    # rebuilt record says the session ended done: resuming it takes --force (issue 13.4).
+    res = aether("resume", "-q", "--yes", "--force")  # a copied .memory is another clone: confirmed here
     assert res.returncode == 0, res.stderr
     # The agent went on with the same session, one episode after the newest checkpoint.
     env = read_json(project / "env_3.json")
@@ -161,7 +163,9 @@ def test_resume_rebuilds_from_the_newest_intact_checkpoint(memory: Path, project
     second.chmod(0o644)
     second.write_bytes(b'{"id": ')
     damage(memory, b"{")
-    res = aether("resume", "-q", "--yes")  # a copied .memory is another clone: confirmed here
+    # The agent's episodes end with exit 0, so the newest checkpoint's trigger is "done" and the
+    # rebuilt record says the session ended done: resuming it takes --force (issue 13.4).
+    res = aether("resume", "-q", "--yes", "--force")  # a copied .memory is another clone: confirmed here
     assert res.returncode == 0, res.stderr
     env = read_json(project / "env_2.json")
     assert env["AETHER_CHECKPOINT"] == first.stem and env["AETHER_EPISODE"] == "2"
@@ -171,7 +175,9 @@ def test_resume_without_the_record_continues_from_the_checkpoints(memory: Path, 
     before = read_json(memory / C.CONTINUITY_FILE)
     newest = checkpoint_files(memory)[-1].stem
     os.unlink(memory / C.CONTINUITY_FILE)
-    res = aether("resume", "-q", "--yes")  # a copied .memory is another clone: confirmed here
+    # The agent's episodes end with exit 0, so the newest checkpoint's trigger is "done" and the
+    # rebuilt record says the session ended done: resuming it takes --force (issue 13.4).
+    res = aether("resume", "-q", "--yes", "--force")  # a copied .memory is another clone: confirmed here
     assert res.returncode == 0, res.stderr
     assert "session_continuity.json was missing; rebuilt it from" in res.stdout
     env = read_json(project / "env_3.json")

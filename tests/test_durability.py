@@ -584,6 +584,10 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint_and_says_so(
         path.write_bytes(path.read_bytes()[:100])
     else:
         path.write_bytes(path.read_bytes().replace(b'"trigger": "done"', b'"trigger": "manual"'))
+    # The fixture's session ended done, which a resume refuses without --force (issue 13.4),
+    # and --force would also take the edited checkpoint: the fallback is a stopped session's.
+    cont = project / ".memory" / "session_continuity.json"
+    cont.write_bytes(cont.read_bytes().replace(b'"status": "done"', b'"status": "stopped"', 1))
     res = aether("resume", env=FAST)
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
@@ -655,8 +659,9 @@ def test_a_checkpoint_is_created_exclusively_and_born_read_only(tmp_path: Path) 
 def test_runs_never_rewrite_a_checkpoint(project: Path, two_sessions: list[str]) -> None:
     folder = project / ".memory" / "checkpoints"
     before = {p.name: (p.read_bytes(), p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()}
-    assert aether("resume", env=FAST).returncode == 0
-    assert aether("resume", two_sessions[0], env=FAST).returncode == 0
+    # Both sessions ended done: resuming them anyway takes --force (issue 13.4).
+    assert aether("resume", "--force", env=FAST).returncode == 0
+    assert aether("resume", "--force", two_sessions[0], env=FAST).returncode == 0
     after = {p.name: (p.read_bytes(), p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()}
     assert {k: after[k] for k in before} == before
     assert len(after) > len(before)
@@ -1041,8 +1046,9 @@ def test_random_sigkills_never_lose_state(project: Path) -> None:
             raise AssertionError(f"{where}: {exc}") from exc
         figures["json_files_checked"] += checked["json_files"]
         seq_before = len(_records)
-        # The restart: a real `aether resume` recovers the dead session and runs it to the end.
-        res = aether("resume", "-q", cwd=folder, env=FAST)
+        # The restart: a real `aether resume` recovers the dead session and runs it to the end
+        # (--force: a kill that came after the agent finished leaves a session that ended done).
+        res = aether("resume", "-q", "--force", cwd=folder, env=FAST)
         assert res.returncode == 0, f"{where}: resume failed: {res.stderr[-3000:]}"
         assert "Traceback" not in res.stderr and "skipped a corrupt" not in res.stderr, (
             f"{where}: {res.stderr}"

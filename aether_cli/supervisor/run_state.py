@@ -21,11 +21,13 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aether_cli import constants as C
-from aether_cli.errors import StorageError
+from aether_cli.errors import AetherError, StorageError
 from aether_cli.store import Ledger, MemoryStore
+from aether_cli.store.ledger import last_record
 
 # Ledger records of the agent's own output: dropped once the ledger reaches its cap,
 # so a flooding agent cannot fill the disk through it.
@@ -208,6 +210,7 @@ class RunRecords:
         self.max_bytes = max_bytes
         self.dropped = 0
         self.ledger: Ledger | None = None
+        self._path: Path | None = None
         self.episode = 0
         self.last_fraction = 0.0
         self._warned: set[str] = set()
@@ -215,6 +218,16 @@ class RunRecords:
     def open(self, session_id: str) -> None:
         """Open (or continue) the session's ledger."""
         self.ledger = self.store.open_ledger(session_id)
+        self._path = self.store.ledger_path(session_id)
+
+    def last(self, kind: str) -> dict[str, Any] | None:
+        """The ledger's last record of `kind` (read from its end), None if none or unreadable."""
+        if self._path is None:
+            return None
+        try:
+            return last_record(self._path, kind)
+        except (AetherError, OSError, ValueError):
+            return None  # advisory: a figure to compare with, never a reason to stop a run
 
     def close(self) -> None:
         """Close the ledger."""

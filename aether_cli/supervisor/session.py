@@ -34,6 +34,7 @@ from aether_cli.launcher import Child, become_subreaper, end_session_processes, 
 from aether_cli.plan import ResumePlan, RunResult
 from aether_cli.rehydrate import Prompt
 from aether_cli.reporter import Reporter
+from aether_cli.restore_check import expected_tokens, rehydration_line
 from aether_cli.settings import Settings, window_for_model
 from aether_cli.store import MemoryStore
 from aether_cli.supervisor.checkpointing import Checkpointer
@@ -134,6 +135,11 @@ class Session:
         self.launched_at = 0.0
         self._last_beat = 0.0
         self._last_reap = 0.0
+        # A resume's "Changed since the checkpoint" lines, for prompts built from that checkpoint,
+        # and the figure its first rehydrated prompt is held against (restore_check).
+        self._changed: tuple[str | None, list[str]] = (None, [])
+        self._resume_pending = False
+        self._last_launch: dict[str, Any] | None = None
 
     @property
     def window(self) -> int:
@@ -186,6 +192,8 @@ class Session:
         )
         if self.counter.note:
             self.ui.notice(f"token counts are estimates: {self.counter.note}", "warn")
+        if plan is not None and self.last_checkpoint is not None:
+            self._restored(plan, ckpt_id)
         # Before the agent starts: a record that cannot be written must stop the run here,
         # not after the launch (the agent would have started work only to be killed).
         self.write_continuity("running", 0.0)
@@ -193,6 +201,16 @@ class Session:
             "start", resumed=plan is not None, episode=self.episode, checkpoint=ckpt_id,
             window=self.window, format=self.fmt,
         )  # fmt: skip
+
+    def _restored(self, plan: ResumePlan, ckpt_id: str | None) -> None:
+        """Keep what the first prompt of a resume needs: the changes since its checkpoint and
+        the session's last launch (the figure its prompt size is held against)."""
+        if self.checkpoints.last_id == ckpt_id:
+            # After a recovery the prompt comes from the recovered checkpoint instead: the
+            # changes were listed against the one before it, and are the dead episode's work.
+            self._changed = (ckpt_id, list(plan.changed))
+        # The expected size is worked out at the launch, once the prompt's budget is known.
+        self._resume_pending, self._last_launch = True, self.records.last("launch")
 
     def _end_orphans(self, session_id: str) -> None:
         """End the agent (and its children) a dead supervisor of `session_id` left running."""
@@ -217,6 +235,7 @@ class Session:
             episode=self.episode,
             session_id=self.session_id,
             shrink=self.overflow_streak,
+            changed=self._changed[1] if self.checkpoints.last_id == self._changed[0] else None,
         )
 
     def launch(self, prompt: Prompt) -> Child:
@@ -250,7 +269,22 @@ class Session:
         self.events.emit(
             "launch", episode=self.episode, checkpoint=ckpt_id, pid=child.pid, prompt_tokens=prompt.tokens,
         )  # fmt: skip
+        if self._resume_pending:
+            self._resume_pending = False
+            self.rehydrated(prompt)
         return child
+
+    def rehydrated(self, prompt: Prompt) -> None:
+        """Say and record the first rehydrated prompt of a resume against what it was expected
+        to cost (restore_check.expected_tokens)."""
+        expected, source = expected_tokens(self.last_checkpoint, self._last_launch, prompt.budget)
+        text, kind = rehydration_line(prompt.tokens, expected, source)
+        self.record(
+            "rehydrated", checkpoint=self.checkpoints.last_id, prompt_tokens=prompt.tokens,
+            expected_tokens=expected, expected_from=source or None,
+            changed_lines=len(self._changed[1]),
+        )  # fmt: skip
+        self.ui.notice(text, kind)
 
     # ------------------------------------------------------------ one episode
 
