@@ -358,8 +358,8 @@ def test_driver_registration_inside_git(tmp_path: Path) -> None:
 RUN = ["--objective", "do the steps", "--context-window", "4000", "--max-steps", "4", "--yes"]
 
 
-def stepper(steps: int = 6) -> list[str]:
-    return ["--", *agent_cmd("stepper.py", "--steps", str(steps), "--payload", "800")]
+def stepper(steps: int = 12) -> list[str]:
+    return ["--", *agent_cmd("stepper.py", "--steps", str(steps), "--payload", "800", "--delay", "0.02")]
 
 
 def branches(repo: Path) -> tuple[str, str]:
@@ -370,8 +370,11 @@ def branches(repo: Path) -> tuple[str, str]:
     for branch in ("main", "a", "b"):
         if branch != "main":
             git(repo, "checkout", "-q", "-B", branch, "main")
-        res = aether("run", *RUN, *stepper(), cwd=repo)
+        # One episode each: every session stops part-way, so each resume below has work left
+        # (a session that ended done would need --force).
+        res = aether("run", *RUN, "--max-episodes", "1", *stepper(), cwd=repo)
         assert res.returncode == 0, res.stderr
+        assert read_json(repo / ".memory" / C.CONTINUITY_FILE)["status"] == "stopped"
         sessions.append(read_json(repo / ".memory" / C.CONTINUITY_FILE)["session_id"])
         git(repo, "add", ".memory")
         git(repo, "commit", "-q", "-m", f"aether on {branch}")
@@ -381,7 +384,7 @@ def branches(repo: Path) -> tuple[str, str]:
 
 def resume_each(repo: Path, a: str, b: str) -> None:
     for session in (a, b):
-        res = aether("resume", session, "--yes", cwd=repo)
+        res = aether("resume", session, "--yes", "--max-episodes", "50", cwd=repo)
         assert res.returncode == 0, res.stderr
         cont = read_json(repo / ".memory" / C.CONTINUITY_FILE)
         assert cont["session_id"] == session and cont["status"] == "done"
