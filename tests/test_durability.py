@@ -587,7 +587,9 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint_and_says_so(
     # The fixture's session ended done, which a resume refuses without --force (issue 13.4),
     # and --force would also take the edited checkpoint: the fallback is a stopped session's.
     cont = project / ".memory" / "session_continuity.json"
-    cont.write_bytes(cont.read_bytes().replace(b'"status": "done"', b'"status": "stopped"', 1))
+    record = json.loads(cont.read_bytes())  # its own record, not one in other_sessions (13.3)
+    record["status"] = "stopped"
+    cont.write_text(json.dumps(record))
     res = aether("resume", env=FAST)
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
