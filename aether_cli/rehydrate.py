@@ -63,8 +63,8 @@ _REHYDRATE_STEPS = (
     Step("last_intent", 0, "last_intent:{k}"),
     Step("decisions", 0, "decisions:{k} latest"),
     Step("constraints", 3, "constraints:{k} oldest"),
-    # What changed since the checkpoint a resume starts from: its commit list first, its
-    # summary line last (the agent must at least learn its notes may be stale).
+    # What changed since the checkpoint a resume starts from: its details may go, its one
+    # summary line never (a resumed agent must learn its notes may be stale).
     Step("changed", 1, "changed_since_checkpoint:{k}"),
     # Still too big: the rest of the optional material goes too, the most needed last.
     Step("files_written", 5, "files_written:{k} oldest"),
@@ -76,7 +76,6 @@ _REHYDRATE_STEPS = (
     Step("files_changed", 0, "files_changed:{k} latest"),
     Step("todos", 0, "todos:{k} latest"),
     Step("errors", 0, "errors:{k} latest"),
-    Step("changed", 0, "changed_since_checkpoint:{k} summary"),
     Step("interrupted", 0, "interrupted_calls:{k}"),
     Step("resume", 0, "resume_instructions:standard text used"),
 )

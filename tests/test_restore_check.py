@@ -237,6 +237,10 @@ def test_the_section_is_evicted_before_the_essentials_summary_last() -> None:
     assert "- 3 new commits; 40 files changed" in tight.text and "New commits" not in tight.text
     assert "changed_since_checkpoint:2" in tight.evicted
     assert "run the tests" in tight.text and "ship it" in tight.text  # the essentials stay
+    # However tight the budget, the summary line stays: the agent must learn its notes may be stale.
+    starved = _prompt(lines, budget=10)
+    assert "- 3 new commits; 40 files changed" in starved.text and "New commits" not in starved.text
+    assert not any("summary" in e for e in starved.evicted)
 
 
 def test_a_users_template_without_the_variable_still_gets_the_section(tmp_path: Path) -> None:
