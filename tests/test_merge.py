@@ -398,17 +398,19 @@ def resume_each(repo: Path, a: str, b: str) -> None:
         assert all(ck["parent"] in (None, prev["id"]) for prev, ck in itertools.pairwise(mine))
 
 
+def merge_b(repo: Path) -> subprocess.CompletedProcess[str]:
+    """`git merge b` on the checked-out branch, as a user would type it."""
+    return subprocess.run(
+        ["git", "merge", "-q", "--no-edit", "b"], cwd=repo, capture_output=True, text=True,
+        env={**os.environ, **GIT_ENV},
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_two_branches_merge_cleanly_and_each_session_resumes(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     a, b = branches(repo)
-    merged = subprocess.run(
-        ["git", "merge", "-q", "--no-edit", "b"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **GIT_ENV},
-    )
+    merged = merge_b(repo)
     assert merged.returncode == 0, merged.stdout + merged.stderr
     assert git(repo, "status", "--porcelain", "--", ".memory") == ""
     assert b"<<<<<<<" not in b"".join(p.read_bytes() for p in (repo / ".memory").rglob("*.json"))
@@ -424,13 +426,7 @@ def test_a_merge_without_the_driver_is_rebuilt_instead_of_failing(tmp_path: Path
     repo = tmp_path / "repo"
     a, b = branches(repo)
     git(repo, "config", "--local", "--remove-section", "merge.aether")  # a fresh clone, another tool
-    merged = subprocess.run(
-        ["git", "merge", "-q", "--no-edit", "b"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **GIT_ENV},
-    )
+    merged = merge_b(repo)
     assert merged.returncode != 0 and "CONFLICT" in merged.stdout, merged.stdout
     assert b"<<<<<<<" in (repo / ".memory" / C.CONTINUITY_FILE).read_bytes()
     copy = tmp_path / "copy" / ".memory"
