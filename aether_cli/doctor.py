@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from aether_cli import constants as C
-from aether_cli.errors import AetherError, ChecksumMismatchError, LockedError
+from aether_cli.errors import AetherError, ChecksumMismatchError, LockedError, NotFoundError
 from aether_cli.merge_driver import ensure_registered, registered
 from aether_cli.store import MemoryStore
 from aether_cli.store.continuity import sessions_of
@@ -233,5 +233,6 @@ def resolve_conflicts(store: MemoryStore) -> list[str]:
 def run(store: MemoryStore, *, fix: bool) -> Report:
     """`aether doctor`: the findings, repaired with `fix`."""
     if not store.exists():
-        return Report([], fix)
+        # Saying "healthy" here would hide a wrong --memory-dir or a folder deleted by hand.
+        raise NotFoundError(f"nothing to check: {store.root} does not exist (`aether init` creates it)")
     return Report(repair(store) if fix else check(store), fix)

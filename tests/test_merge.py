@@ -509,3 +509,9 @@ def test_any_json_either_merges_or_is_refused(kind: str, a: object, b: object) -
     except MergeError:
         return
     assert isinstance(orjson.loads(out), dict)
+
+
+def test_doctor_on_a_missing_folder_is_an_error_not_healthy(tmp_path: Path) -> None:
+    res = aether("doctor", "--memory-dir", str(tmp_path / "nowhere"))
+    assert res.returncode == 1 and "healthy" not in res.stdout
+    assert res.stderr.startswith("aether: error: nothing to check:") and "Traceback" not in res.stderr
