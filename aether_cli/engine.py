@@ -319,7 +319,7 @@ class Engine(E.AgentCalls):
         figures = self._meter.end()
         if figures is not None:
             self._record("continuity", **figures.as_record())
-        self._checkpoints.flush_tasks(self._log, self._dirty)
+        self._checkpoints.flush_tasks(self._log, self._dirty, self.session_id)
         ck = self._checkpoints.write(
             trigger, self._log, self._budget, session_id=self.session_id, episode=self.episode,
             window=self.window, note=note, prefer_agent=True,
@@ -448,7 +448,7 @@ class Engine(E.AgentCalls):
         }  # fmt: skip
         self._records.heartbeat(
             self._facts(), figures, fraction=b.fraction, overhead=0,
-            flush=lambda: self._checkpoints.flush_tasks(self._log, self._dirty),
+            flush=lambda: self._checkpoints.flush_tasks(self._log, self._dirty, self.session_id),
         )  # fmt: skip
 
     def _record(self, kind: str, **fields: Any) -> None:

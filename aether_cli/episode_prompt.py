@@ -52,7 +52,7 @@ def episode_prompt(
         )
     return rehydrate_prompt(
         checkpoint=checkpoint,
-        tasks=store.list_tasks(),
+        tasks=session_tasks(store.list_tasks(), checkpoint.get("session_id")),
         facts=facts,
         episode=episode,
         count=count,
@@ -60,3 +60,11 @@ def episode_prompt(
         memory_dir=store.root,
         changed=changed,
     )
+
+
+def session_tasks(tasks: list[dict[str, Any]], session_id: Any) -> list[dict[str, Any]]:
+    """The task files that speak for `session_id`: its own, and those that name no session
+    (written before task files carried one). After a git merge of two branches a task file
+    may hold another session's view of a task of the same id: that session's progress would
+    mislead this one, whose checkpoint rows then stand for the task instead."""
+    return [t for t in tasks if t.get("session_id") in (None, session_id)]

@@ -515,3 +515,28 @@ def test_doctor_on_a_missing_folder_is_an_error_not_healthy(tmp_path: Path) -> N
     res = aether("doctor", "--memory-dir", str(tmp_path / "nowhere"))
     assert res.returncode == 1 and "healthy" not in res.stdout
     assert res.stderr.startswith("aether: error: nothing to check:") and "Traceback" not in res.stderr
+
+
+def test_a_resumed_session_ignores_another_sessions_view_of_a_shared_task(tmp_path: Path) -> None:
+    """After a merge, task_work_state.json may hold the other branch's session: a resume of this
+    session is told its own checkpoint's progress, not the other's."""
+    from aether_cli.episode_prompt import episode_prompt
+
+    store = MemoryStore(tmp_path / ".memory")
+    store.init()
+    row = {"id": "work", "status": "in_progress", "progress": 0.3, "next_action": "step 4 of A"}
+    ck = store.write_checkpoint({"session_id": "ses_a", "tasks": [row]})
+    store.write_task({**row, "progress": 0.9, "next_action": "step 9 of B", "session_id": "ses_b"})
+    store.write_task({"id": "old", "status": "pending", "next_action": "written before sessions"})
+
+    def prompt() -> str:
+        return episode_prompt(
+            store, lambda s: len(s) // 4, objective="o", window=100_000, budget_override=None,
+            checkpoint=store.read_checkpoint(ck["id"]), episode=2, session_id="ses_a",
+        ).text  # fmt: skip
+
+    text = prompt()
+    assert "step 4 of A" in text and "[in_progress 30%]" in text and "step 9 of B" not in text
+    assert "written before sessions" in text  # a task file that names no session still counts
+    store.write_task({**row, "progress": 0.5, "next_action": "step 6 of A", "session_id": "ses_a"})
+    assert "step 6 of A" in prompt()  # its own newer file wins over its checkpoint row, as before

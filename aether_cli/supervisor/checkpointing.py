@@ -85,12 +85,13 @@ class Checkpointer:
         """The id of the last checkpoint written or resumed from."""
         return self.last["id"] if self.last else None
 
-    def flush_tasks(self, log: EpisodeLog, dirty: dict[str, str]) -> None:
-        """Write the task files changed since the last flush."""
+    def flush_tasks(self, log: EpisodeLog, dirty: dict[str, str], session_id: str) -> None:
+        """Write the task files changed since the last flush, each marked with its session
+        (after a git merge, a file may hold another session's view of the same task id)."""
         for task_id, stamp in dirty.items():
             task = log.tasks.get(task_id)
             if task is not None:
-                self.store.write_task({**task, "id": task_id, "updated_at": stamp})
+                self.store.write_task({**task, "id": task_id, "updated_at": stamp, "session_id": session_id})
         dirty.clear()
 
     def max_tokens(self, window: int) -> int:
@@ -260,7 +261,7 @@ class Checkpointer:
         """After a supervisor died mid-episode: distil what the ledger and task files hold
         since the last checkpoint into a crash checkpoint, so nothing is lost or redone."""
         log, used, dirty = self._replay(session_id)
-        self.flush_tasks(log, dirty)
+        self.flush_tasks(log, dirty, session_id)
         budget = Budget(window=window, soft_at=1, checkpoint_at=1, emergency_at=1)
         budget.reset(used)
         return self.write(

@@ -392,7 +392,7 @@ class Session:
         figures = self.meter.end()
         if figures is not None:
             self.record("continuity", **figures.as_record())
-        self.checkpoints.flush_tasks(ep.log, ep.dirty_tasks)
+        self.checkpoints.flush_tasks(ep.log, ep.dirty_tasks, self.session_id)
         ck = self.checkpoints.write(
             trigger,
             ep.log,
@@ -495,7 +495,7 @@ class Session:
             ep.figures(),
             fraction=ep.budget.fraction,
             overhead=self.overhead,
-            flush=lambda: self.checkpoints.flush_tasks(ep.log, ep.dirty_tasks),
+            flush=lambda: self.checkpoints.flush_tasks(ep.log, ep.dirty_tasks, self.session_id),
         )
 
     def record(self, kind: str, **fields: Any) -> None:
