@@ -243,7 +243,7 @@ def test_sigkill_of_aether_then_resume_finishes_the_same_session(project: Path) 
     proc.communicate()
     st = orjson.loads(aether("status", "--json").stdout)
     assert st["state"] == "stale"
-    res = aether("resume", env=FAST_ENV)
+    res = aether("resume", "--events", "events.jsonl", env=FAST_ENV)
     assert res.returncode == 0, res.stderr + res.stdout
     assert "recovered" in res.stdout
     done = steps_done(project)
@@ -252,6 +252,14 @@ def test_sigkill_of_aether_then_resume_finishes_the_same_session(project: Path) 
     assert len(done) - 30 <= 2, done
     recovered = [c for c in checkpoints(project) if "recovered" in c["distiller_note"]]
     assert len(recovered) == 1 and recovered[0]["trigger"] == "crash"
+    # The recovered checkpoint is an event too (and so runs an on-checkpoint hook), after the
+    # start and before the first launch.
+    events = [orjson.loads(line) for line in (project / "events.jsonl").read_bytes().splitlines()]
+    kinds = [e["event"] for e in events if e["event"] in ("start", "checkpoint", "launch")]
+    assert kinds[:3] == ["start", "checkpoint", "launch"], kinds
+    first = next(e for e in events if e["event"] == "checkpoint")
+    assert first["id"] == recovered[0]["id"] and first["trigger"] == "crash"
+    assert first["episode"] == recovered[0]["episode"]
     eps = episodes_launched(project)
     assert eps == list(range(1, len(eps) + 1))
     sessions = {c["session_id"] for c in checkpoints(project)}

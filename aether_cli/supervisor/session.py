@@ -177,11 +177,14 @@ class Session:
             prev = self.store.read_continuity() or {}
             if prev.get("status") == "running" and isinstance(prev.get("session_id"), str):
                 self._end_orphans(prev["session_id"])
+        recovered: dict[str, Any] | None = None
         if plan is not None and plan.recover:
             self._end_orphans(self.session_id)
             if plan.latest:
-                ck = self.checkpoints.recover(self.session_id, self.episode, self.window)
-                self.ui.notice(f"recovered the dead run's last episode into checkpoint {ck['id']}", "warn")
+                recovered = self.checkpoints.recover(self.session_id, self.episode, self.window)
+                self.ui.notice(
+                    f"recovered the dead run's last episode into checkpoint {recovered['id']}", "warn"
+                )
         self.record(
             "session",
             resumed=plan is not None,
@@ -201,6 +204,8 @@ class Session:
             "start", resumed=plan is not None, episode=self.episode, checkpoint=ckpt_id,
             window=self.window, format=self.fmt,
         )  # fmt: skip
+        if recovered is not None:
+            self._checkpoint_event(recovered, "crash")
 
     def _restored(self, plan: ResumePlan, ckpt_id: str | None) -> None:
         """Keep what the first prompt of a resume needs: the changes since its checkpoint and
@@ -407,15 +412,19 @@ class Session:
             handoff=handoff,
         )
         self.checkpoints_written += 1
+        self._checkpoint_event(ck, trigger)
+        return ck
+
+    def _checkpoint_event(self, ck: dict[str, Any], trigger: str) -> None:
+        """The `checkpoint` event (and its hook) of a checkpoint just written."""
         m = ck.get("metrics") or {}
         progress = ck.get("progress") or [""]
         self.events.emit(
             "checkpoint", id=ck["id"], trigger=trigger, distiller=ck.get("distiller"),
-            note=ck.get("distiller_note", ""), episode=self.episode,
+            note=ck.get("distiller_note", ""), episode=ck.get("episode", self.episode),
             episode_tokens=m.get("episode_tokens"), checkpoint_tokens=m.get("checkpoint_tokens"),
             progress=str(progress[-1])[:PROGRESS_CHARS],
         )  # fmt: skip
-        return ck
 
     def _codex_handoff(self, trigger: str) -> HandoffResult | None:
         """Codex's own handoff, by `codex exec resume` of the stopped thread, read-only."""
