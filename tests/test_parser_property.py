@@ -296,6 +296,7 @@ def _every_reader(store: MemoryStore) -> None:
 @example(data=b'{"facts": [1, 2]}')
 @example(data=b'{"id": "chk_000001_00000000", "sha256": 5}')
 @example(data=b'{"pid": 99999999999999999999}')
+@example(data=b'{"tasks": 1}')  # found by `make stress`: an index section of the wrong type
 def test_every_memory_reader_takes_any_file_content(scratch: Path, data: bytes) -> None:
     store = _store(scratch, "readers")
     targets = [

@@ -147,9 +147,11 @@ class ContextIndex:
         """(bytes, tokens) of each file in the index on disk, if it can be read."""
         previous: dict[str, tuple[Any, Any]] = {}
         with contextlib.suppress(AetherError, OSError):
-            old = self.read() or {}
+            old = self.read()
             for section in (_CHECKPOINTS.name, _TASKS.name):
-                for item in old.get(section) or []:
+                # The file is untrusted (a hand edit, a merge): a section of another type is none.
+                items = old.get(section) if isinstance(old, dict) else None
+                for item in items if isinstance(items, list) else []:
                     if isinstance(item, dict) and isinstance(item.get("file"), str):
                         previous[item["file"]] = (item.get("bytes"), item.get("tokens"))
         return previous
