@@ -560,7 +560,9 @@ def typed_items(options: RunOptions, *given: str, environ: dict[str, str] | None
     """What of a launch the person gave now, as an option or AETHER_* (so nothing to confirm):
     `given`, plus the distill command and each hook (`on_<event>`) given that way."""
     env = os.environ if environ is None else environ
-    names = ("distill_command", "on_checkpoint", "on_relaunch", "on_done", "on_crash")
+    from aether_cli.settings import HOOK_SETTINGS
+
+    names = ("distill_command", *HOOK_SETTINGS)
     typed = {n for n in names if getattr(options, n) is not None or env.get("AETHER_" + n.upper())}
     return frozenset(given) | typed
 

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from aether_cli import constants as C
+from aether_cli import ids
 from aether_cli.errors import AetherError, ChecksumMismatchError, LockedError, NotFoundError
 from aether_cli.merge_driver import ensure_registered, registered
 from aether_cli.store import MemoryStore
@@ -137,22 +138,11 @@ def check(store: MemoryStore) -> list[Finding]:
     for cid in store.checkpoint_ids():
         try:
             store.read_checkpoint(cid)
-        except ChecksumMismatchError:
-            findings.append(
-                Finding(
-                    f"{C.CHECKPOINTS_DIR}/{cid}.json",
-                    "seal broken: content does not match its sha256",
-                    hint=f"restore it from git, or `aether drop {cid}`",
-                )
-            )
         except AetherError as exc:
-            findings.append(
-                Finding(
-                    f"{C.CHECKPOINTS_DIR}/{cid}.json",
-                    f"damaged: {exc}",
-                    hint=f"restore it from git, or `aether drop {cid}`",
-                )
-            )
+            broken = isinstance(exc, ChecksumMismatchError)
+            problem = "seal broken: content does not match its sha256" if broken else f"damaged: {exc}"
+            hint = f"restore it from git, or `aether drop {cid}`"
+            findings.append(Finding(f"{C.CHECKPOINTS_DIR}/{cid}.json", problem, hint=hint))
     if not os.path.lexists(store.root / GITATTRIBUTES_FILE):
         findings.append(
             Finding(GITATTRIBUTES_FILE, "missing: git would merge the shared JSON files line by line")
@@ -195,8 +185,8 @@ def _fix(store: MemoryStore, f: Finding) -> str:
         store.write_project_memory(store.read_project_memory())
         return "merged its two sides (facts: a union by key)"
     if f.kind == "git conflict markers" and f.file.startswith(C.TASKS_DIR + "/"):
-        task_id = f.file.split("/", 1)[1].removeprefix("task_").removesuffix("_state.json")
-        task = store.read_task(task_id)
+        named = ids.TASK_FILE.match(f.file.split("/", 1)[1])
+        task = store.read_task(named.group(1)) if named else None
         if task is None:
             return ""
         store.write_task(task)

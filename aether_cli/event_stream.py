@@ -33,6 +33,11 @@ STDERR = "-"
 USAGE_EVERY = 1.0
 
 
+def event_record(event: str, session: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """One event as the stream writes it and a hook reads it on stdin."""
+    return {"ts": iso_utc(utc_now()), "event": event, "session": session, **fields}
+
+
 class EventStream:
     """The writer of one run's event lines."""
 
@@ -60,9 +65,7 @@ class EventStream:
         """Write one event line (fields that are not JSON are written as text)."""
         if self._out is None:
             return
-        line = orjson.dumps(
-            {"ts": iso_utc(utc_now()), "event": event, "session": self.session, **fields}, default=str
-        ) + b"\n"
+        line = orjson.dumps(event_record(event, self.session, fields), default=str) + b"\n"
         try:
             if self._owned:
                 self._out.write(line)

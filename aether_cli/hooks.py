@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aether_cli.launcher import die_with_parent
+from aether_cli.launcher import die_with_parent, exit_code_of
 
 # The events a hook can be given (`--on-<event>`), in the order a run meets them.
 HOOK_EVENTS = ("checkpoint", "relaunch", "crash", "done")
@@ -168,7 +168,7 @@ def run_hook(
     status = proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
-    code = 128 - status if status < 0 else status
+    code = exit_code_of(status)
     return HookResult(event, code, timed_out, clock() - start, capture.text(), capture.total)
 
 

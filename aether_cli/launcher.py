@@ -222,15 +222,20 @@ def exit_code_of(status: int) -> int:
     return 128 - status if status < 0 else status
 
 
+def signal_name(status: int) -> str | None:
+    """The name of the signal an exit status says killed the process ('SIGKILL'), else None."""
+    if status >= 0:
+        return None
+    try:
+        return signal.Signals(-status).name
+    except ValueError:
+        return f"signal {-status}"
+
+
 def describe_status(status: int) -> str:
     """A short phrase for an exit status: 'exit 3' or 'killed by SIGKILL'."""
-    if status < 0:
-        try:
-            name = signal.Signals(-status).name
-        except ValueError:
-            name = f"signal {-status}"
-        return f"killed by {name}"
-    return f"exit {status}"
+    name = signal_name(status)
+    return f"killed by {name}" if name else f"exit {status}"
 
 
 def spawn(

@@ -29,6 +29,7 @@ from typing import Any
 from aether_cli.plain_text import clean
 from aether_cli.redact import redact_text
 from aether_cli.workspace import (
+    WORK_PATHS,
     changed_files,
     git_bounded,
     in_repository,
@@ -41,7 +42,6 @@ MAX_LISTED = 20  # commits, files or checkpoints named; the rest are counted ("a
 MAX_LINE = 160  # characters of one commit subject or progress line
 DRIFT_TIMEOUT = 5.0  # for the commit calls of one check, together (changed_files has its own)
 _DIRTY = re.compile(r"[0-9a-f]{12,64}")  # workspace_state's hash; anything else counts as none
-WORK_PATHS = ("--", ".", ":(exclude).memory")  # the user's work: aether's own folder left out
 
 # How HEAD now relates to the checkpoint's commit.
 SAME = "same"  # HEAD is the checkpoint's commit, or adds only commits of .memory/ (aether's own)

@@ -60,7 +60,8 @@ MAX_GIT_BYTES = 1024 * 1024  # more output than this is cut: a list of files, no
 MAX_CHANGED = 200
 CHANGES_TIMEOUT = 5.0  # for all the git calls of one look, together
 _SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
-_PATHSPEC = ["--", ".", ":(exclude).memory"]
+# The user's work in a git command: every path but aether's own folder.
+WORK_PATHS = ("--", ".", ":(exclude).memory")
 
 
 def git_bounded(args: list[str], cwd: Path, deadline: float) -> bytes | None:
@@ -167,7 +168,7 @@ def changed_files(cwd: Path, since: str | None) -> list[dict[str, Any]] | None:
     """
     deadline = time.monotonic() + CHANGES_TIMEOUT
     status = git_bounded(
-        ["status", "--porcelain=v1", "-z", "--untracked-files=all", *_PATHSPEC], cwd, deadline
+        ["status", "--porcelain=v1", "-z", "--untracked-files=all", *WORK_PATHS], cwd, deadline
     )
     if status is None:
         return None
@@ -177,7 +178,7 @@ def changed_files(cwd: Path, since: str | None) -> list[dict[str, Any]] | None:
     found = _status_entries(status)
     counts: dict[str, tuple[int | None, int | None]] = {}
     if since is not None and is_commit(since):
-        diff = ["diff", "--no-renames", "-z", since, *_PATHSPEC]
+        diff = ["diff", "--no-renames", "-z", since, *WORK_PATHS]
         names = git_bounded([*diff[:1], "--name-status", *diff[1:]], cwd, deadline)
         fields = (names or b"").split(b"\0")
         for code, raw in zip(fields[::2], fields[1::2], strict=False):

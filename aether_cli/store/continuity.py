@@ -143,13 +143,20 @@ def others_list(sessions: dict[str, dict[str, Any]], top: Any) -> list[dict[str,
     return rest[:MAX_OTHER_SESSIONS]
 
 
+def union_sessions(preferred: dict[str, Any], other: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Every session the two records hold, by id; for one in both, the newer record
+    (`preferred`'s on a tie)."""
+    sessions = sessions_of(other) if other is not None else {}
+    for sid, rec in sessions_of(preferred).items():
+        if sid not in sessions or stamp(rec) >= stamp(sessions[sid]):
+            sessions[sid] = rec
+    return sessions
+
+
 def carry_sessions(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
     """`new` (one session's record about to be written) with every other session it or `old`
     held kept in `other_sessions`: a write never drops another session's record."""
-    sessions = sessions_of(old) if old is not None and problem(old) is None else {}
-    for sid, rec in sessions_of(new).items():
-        if sid not in sessions or stamp(rec) >= stamp(sessions[sid]):
-            sessions[sid] = rec
+    sessions = union_sessions(new, old if old is not None and problem(old) is None else None)
     record = {k: v for k, v in new.items() if k != OTHER_SESSIONS}
     others = others_list(sessions, record.get("session_id"))
     if others:
@@ -184,7 +191,7 @@ class Continuity:
         return seq
 
     def _seq_on_disk(self) -> int:
-        return self._seq_of(read_object(self._layout.continuity_path, limit=MAX_BYTES))
+        return self._on_disk()[1]
 
     def _on_disk(self) -> tuple[dict[str, Any] | None, int]:
         data = read_object(self._layout.continuity_path, limit=MAX_BYTES)

@@ -33,7 +33,7 @@ from aether_cli import constants as C
 from aether_cli import ids
 from aether_cli.errors import AetherError, CorruptMemoryError
 from aether_cli.store.continuity import MAX_BYTES as CONTINUITY_MAX_BYTES
-from aether_cli.store.continuity import OTHER_SESSIONS, others_list, sessions_of, stamp
+from aether_cli.store.continuity import OTHER_SESSIONS, others_list, stamp, union_sessions
 from aether_cli.store.continuity import problem as continuity_problem
 from aether_cli.store.files import dumps, loads, read_bytes, read_object
 from aether_cli.store.pruned import PRUNED_FILE
@@ -190,10 +190,7 @@ def merge_continuity(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, 
             raise MergeError(why)
         if not isinstance(side.get("session_id"), str):
             raise MergeError("a side names no session")  # nothing to key it by: not ours to drop
-    sessions = sessions_of(theirs)
-    for sid, rec in sessions_of(ours).items():  # ours wins a tie
-        if sid not in sessions or stamp(rec) >= stamp(sessions[sid]):
-            sessions[sid] = rec
+    sessions = union_sessions(ours, theirs)  # ours wins a tie
     top_id = max(sessions, key=lambda sid: (stamp(sessions[sid]), sid == ours.get("session_id")))
     result = dict(sessions[top_id])
     others = others_list(sessions, top_id)

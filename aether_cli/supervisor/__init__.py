@@ -28,7 +28,7 @@ from aether_cli import constants as C
 from aether_cli import protocol as P
 from aether_cli.event_stream import EventStream, StreamingReporter
 from aether_cli.git_memory import MemoryCommits
-from aether_cli.launcher import Child, backoff_delay, describe_status, exit_code_of, spawn
+from aether_cli.launcher import Child, backoff_delay, describe_status, exit_code_of, signal_name, spawn
 from aether_cli.plan import ResumePlan, RunResult
 from aether_cli.reporter import NullReporter, Reporter
 from aether_cli.settings import Settings
@@ -48,16 +48,6 @@ OVERFLOW_EVENTS = 8
 OVERFLOW_LIMIT = 3
 # Relaunch triggers an agent can loop on: a stalled episode is one of these without progress.
 STALL_TRIGGERS = ("budget", "emergency", "steps")
-
-
-def _signal_name(status: int) -> str | None:
-    """The name of the signal that killed the agent (status -n), else None."""
-    if status >= 0:
-        return None
-    try:
-        return signal.Signals(-status).name
-    except ValueError:
-        return f"signal {-status}"
 
 
 class Supervisor:
@@ -193,7 +183,7 @@ class Supervisor:
         self.session.restarts += 1
         crash = {
             "episode": ep.number, "exit_code": exit_code_of(end.status), "status": "crashed",
-            "signal": _signal_name(end.status),
+            "signal": signal_name(end.status),
             "checkpoint": ck["id"], "restarts": self.session.restarts, "max_restarts": s.max_restarts,
         }  # fmt: skip
         if self.session.restarts > s.max_restarts:

@@ -21,11 +21,10 @@ from typing import Any
 
 import orjson
 
-from aether_cli.event_stream import EventStream
+from aether_cli.event_stream import EventStream, event_record
 from aether_cli.hooks import HOOK_EVENTS, HookResult, hook_env, run_hook
 from aether_cli.redact import redact_text
 from aether_cli.settings import Settings
-from aether_cli.store.clock import iso_utc, utc_now
 
 # The last lines of a hook's output shown in its notice (all of it is in the ledger).
 SHOWN_LINES = 5
@@ -60,7 +59,7 @@ class RunEvents:
             self._run(event, command, fields)
 
     def _run(self, event: str, command: str, fields: dict[str, Any]) -> None:
-        data = {"ts": iso_utc(utc_now()), "event": event, "session": self.session, **fields}
+        data = event_record(event, self.session, fields)
         payload = orjson.dumps(data, default=str) + b"\n"
         result = run_hook(
             event, command, payload, env=hook_env(self.environ, data, self.memory_dir),
